@@ -1,0 +1,69 @@
+"""The ``estinet`` command line: thin subcommands over the library.
+
+Library code raises specific exceptions; only this module turns them into a one-line error and a non-zero exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from estinet import __version__
+
+
+def _parse_size(text: str) -> tuple[int, int]:
+    """Parse ``HxW`` (e.g. ``480x640``) into (H, W)."""
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"size {text!r} must look like HxW, e.g. 480x640") from None
+    if h < 1 or w < 1:
+        raise argparse.ArgumentTypeError(f"size {text!r} must be positive")
+    return h, w
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    """Print parameters and GFLOPs per output frame for the selected variants and presets."""
+    from estinet.config import PRESETS, VARIANTS
+    from estinet.models.info import complexity_table
+
+    variants = [args.variant] if args.variant else list(VARIANTS)
+    presets = [args.preset] if args.preset else list(PRESETS)
+    print(f"estinet {__version__}")
+    print(complexity_table(variants, presets, *args.size))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every subcommand."""
+    from estinet.config import PRESETS, VARIANTS
+
+    parser = argparse.ArgumentParser(prog="estinet", description="Remove rain from videos with ESTINet.")
+    parser.add_argument("--version", action="version", version=f"estinet {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("info", help="parameters and GFLOPs per output frame of every variant and preset")
+    p.add_argument("--variant", choices=VARIANTS, help="only this variant (default: all)")
+    p.add_argument("--preset", choices=PRESETS, help="only this width preset (default: all)")
+    p.add_argument("--size", type=_parse_size, default=(480, 640), help="frame size HxW (default 480x640)")
+    p.set_defaults(func=cmd_info)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``estinet`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except KeyboardInterrupt:
+        print("estinet: interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, FileNotFoundError, NotADirectoryError, FileExistsError, PermissionError) as exc:
+        print(f"estinet: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
