@@ -71,7 +71,7 @@ class ModelConfig:
     head_kernel: int = 1
     estm_channels: int = 4
     estm_blocks: int = 1
-    estm_layers: int = 2
+    estm_layers: int = 1
     estm_growth: int = 4
     motion_compensation: bool = True
     init: str = "kaiming"
@@ -143,7 +143,7 @@ _PRESET_VALUES: dict[str, dict[str, Any]] = {
         head_kernel=1,
         estm_channels=4,
         estm_blocks=1,
-        estm_layers=2,
+        estm_layers=1,
         estm_growth=4,
         motion_compensation=True,
     ),
