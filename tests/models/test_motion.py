@@ -349,12 +349,15 @@ def test_translate_identity_and_integer_exact() -> None:
     assert torch.equal(out[2], x[2][:, (torch.arange(9) + 1).clamp(0, 8)][:, :, (torch.arange(11) - 4).clamp(0, 10)])
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("shift", [(0.3, -0.6), (2.75, 1.5), (-3.2, -7.9), (100.5, -0.25), (-0.5, 40.0)])
-def test_translate_matches_bilinear_reference(shift: tuple[float, float]) -> None:
+def test_translate_matches_bilinear_reference(shift: tuple[float, float], device: str) -> None:
     g = torch.Generator().manual_seed(21)
     x = torch.rand(2, 3, 13, 17, generator=g, dtype=torch.float64)
     s = torch.tensor([shift, (shift[1], shift[0])], dtype=torch.float64)
-    out = translate(x, s)
+    out = translate(x.to(device), s.to(device))
+    assert out.device.type == device
+    out = out.cpu()
     assert torch.allclose(out, reference_translate(x, s), atol=1e-12)
     assert out.min() >= x.min() and out.max() <= x.max()  # border replicated, no black edges
 
@@ -404,3 +407,16 @@ def test_dtype_and_device_follow_input(device: str) -> None:
     assert (d16.double().cpu() - want).abs().max() < 0.1
     a16 = align_to_centre(half, d16)
     assert a16.dtype == torch.float16 and torch.isfinite(a16).all()
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_autocast_does_not_lower_estimation_precision(device: str) -> None:
+    """Under mixed precision the estimate is unchanged (the FFT maths runs with autocast off)."""
+    shifts = torch.tensor([[0.0, 0.0], [1.25, -0.75], [2.5, -1.5]], dtype=torch.float64)
+    clip = clip_of_shifts(smooth_field(256, 256, seed=24), shifts, (64, 80)).to(device)
+    plain = GlobalMotion()(clip)
+    low = torch.bfloat16 if device == "cpu" else torch.float16
+    with torch.autocast(device, dtype=low):
+        mixed = GlobalMotion()(clip)
+    assert mixed.dtype == torch.float32
+    assert torch.allclose(mixed, plain, atol=1e-6)
