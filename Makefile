@@ -29,7 +29,8 @@ format: $(STAMP)
 	$(BIN)/ruff format src tests benchmarks
 
 bench: $(STAMP)
-	$(BIN)/estinet bench
+	$(BIN)/python benchmarks/bench_rain.py --threads 1
+	$(BIN)/python benchmarks/bench_motion.py --threads 1
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .ruff_cache
