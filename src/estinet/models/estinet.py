@@ -9,7 +9,8 @@ Data flow for a window of T frames (B, T, 3, H, W) in [0, 1]:
 3. global motion compensation: each frame's features (and the rainy frame) are translated onto the centre frame
    by the estimated sub-pixel displacement (:mod:`estinet.models.motion`);
 4. STIM (bidirectional Interaction-CBLSTM) over x_t, eq. 13's fusion, upsampling to full resolution and a head
-   conv that also sees f_t (when ``temporal_stride > 1``) -> residual; coarse_t = aligned rainy_t + residual;
+   conv -> residual; when ``temporal_stride > 1`` the head also sees f_t through a conv of its own, computed per frame
+   (``W_s * f_t``, 3 channels); coarse_t = aligned rainy_t + residual;
 5. ESTM (``estinet`` only) refines the centre frame from concat(coarse, aligned rainy).
 
 Steps 3-5 are :meth:`ESTINet.window_forward`. Coarse frames are returned in the centre frame's coordinates when
@@ -20,7 +21,6 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -37,7 +37,8 @@ class FrameFeatures(NamedTuple):
     """Per-frame work, computed once per frame in streaming inference.
 
     Attributes:
-        full: SICM features (N, Cf, Hp, Wp) at the padded full resolution.
+        full: the per-frame full-resolution term of the coarse residual (N, 3, Hp, Wp): the head's conv of the SICM
+            features when ``temporal_stride > 1`` (zeros otherwise), or the 2D-CNN output for ``sicm-2dcnn``.
         low: STIM's per-frame gate pre-activations (N, 16*hidden, Hp/s, Wp/s) of the pooled, projected ``full``;
             empty for ``sicm-2dcnn``.
     """
@@ -88,12 +89,16 @@ class ESTINet(nn.Module):
             self.cnn = nn.Sequential(conv3x3(cf, hid), nn.ReLU(), conv3x3(hid, hid), nn.ReLU(), conv3x3(hid, 3))
             self.project: nn.Module = nn.Identity()
             self.head: nn.Module = nn.Identity()
+            self.head_spatial: nn.Module | None = None
         else:
             ct = config.temporal_channels or cf
             self.project = nn.Conv2d(cf, ct, 1) if config.temporal_channels else nn.Identity()
             self.stim = STIM(ct, config.hidden_channels, config.head_channels)
-            head_in = config.head_channels + (cf if config.temporal_stride > 1 else 0)
-            self.head = nn.Conv2d(head_in, 3, config.head_kernel, padding=config.head_kernel // 2)
+            k = config.head_kernel
+            # eq. 13's second conv; below full resolution it also sees f_t: Conv(concat(up(g), f)) is split into
+            # Conv_g(up(g)) + Conv_f(f), whose second term depends on the frame only (computed in frame_features)
+            self.head = nn.Conv2d(config.head_channels, 3, k, padding=k // 2)
+            self.head_spatial = nn.Conv2d(cf, 3, k, padding=k // 2, bias=False) if config.temporal_stride > 1 else None
         if config.has_estm:
             self.estm = ESTM(config.estm_channels, config.estm_blocks, config.estm_layers, config.estm_growth)
         init_weights(self, config.init)
@@ -134,14 +139,16 @@ class ESTINet(nn.Module):
             frames: (N, 3, Hp, Wp) in [0, 1], Hp and Wp multiples of 16.
 
         Returns:
-            :class:`FrameFeatures` with ``full`` (N, Cf, Hp, Wp) and ``low`` (N, 16*hidden, Hp/s, Wp/s).
+            :class:`FrameFeatures` with ``full`` (N, 3, Hp, Wp) and ``low`` (N, 16*hidden, Hp/s, Wp/s).
         """
-        full = self.sicm(frames)
-        if self.stim is None:
-            return FrameFeatures(full, full.new_zeros(0))
+        f = self.sicm(frames)  # (N, Cf, Hp, Wp)
+        if self.cnn is not None:
+            return FrameFeatures(self.cnn(f), f.new_zeros(0))
+        assert self.stim is not None
         s = self.config.temporal_stride
-        pooled = F.avg_pool2d(full, s) if s > 1 else full
-        return FrameFeatures(full, self.stim.frame_gates(self.project(pooled)))
+        pooled = F.avg_pool2d(f, s) if s > 1 else f
+        spatial = self.head_spatial(f) if self.head_spatial is not None else f.new_zeros(f.shape[0], 3, *f.shape[2:])
+        return FrameFeatures(spatial, self.stim.frame_gates(self.project(pooled)))
 
     def window_forward(
         self, rainy: Tensor, full: Tensor, low: Tensor, displacement: Tensor | None
@@ -150,7 +157,7 @@ class ESTINet(nn.Module):
 
         Args:
             rainy: (B, T, 3, Hp, Wp) padded rainy frames in [0, 1].
-            full: (B, T, Cf, Hp, Wp) SICM features of those frames.
+            full: (B, T, 3, Hp, Wp) per-frame residual terms of those frames (:class:`FrameFeatures`).
             low: (B, T, 16*hidden, Hp/s, Wp/s) STIM gate pre-activations of those frames.
             displacement: (B, T, 2) displacement of each frame relative to the centre frame, or None (no alignment).
 
@@ -158,7 +165,7 @@ class ESTINet(nn.Module):
             coarse (B, T, 3, Hp, Wp) and refined centre frame (B, 3, Hp, Wp), unclamped.
         """
         if self.cnn is not None:  # sicm-2dcnn: one frame, no temporal information
-            coarse = rainy[:, 0] + self.cnn(full[:, 0])
+            coarse = rainy[:, 0] + full[:, 0]
             return coarse.unsqueeze(1), coarse
         assert self.stim is not None
         if displacement is not None:
@@ -167,12 +174,16 @@ class ESTINet(nn.Module):
             full = align_to_centre(full, displacement)
             low = align_to_centre(low, displacement, scale=1.0 / s)
         b, t = rainy.shape[:2]
-        g = self.stim(low)  # (B, T, head_channels, h, w)
-        g = g.flatten(0, 1)  # (B*T, head_channels, h, w)
-        if self.config.temporal_stride > 1:
-            g = F.interpolate(g, size=rainy.shape[-2:], mode="bilinear", align_corners=False)
-            g = torch.cat([g, full.flatten(0, 1)], dim=1)
-        coarse = rainy + self.head(g).unflatten(0, (b, t))  # (B, T, 3, Hp, Wp)
+        g = self.stim(low).flatten(0, 1)  # (B*T, head_channels, h, w)
+        size = rainy.shape[-2:]
+        if self.config.temporal_stride == 1:
+            r = self.head(g)
+        elif self.config.head_kernel == 1:
+            # a 1x1 conv commutes exactly with bilinear upsampling: convolve at the low resolution, upsample 3 channels
+            r = F.interpolate(self.head(g), size=size, mode="bilinear", align_corners=False)
+        else:
+            r = self.head(F.interpolate(g, size=size, mode="bilinear", align_corners=False))
+        coarse = rainy + full + r.unflatten(0, (b, t))  # (B, T, 3, Hp, Wp)
         if self.estm is None:
             return coarse, coarse[:, self.centre]
         return coarse, self.estm(coarse, rainy)
@@ -218,7 +229,7 @@ def init_weights(module: nn.Module, scheme: str) -> None:
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
     if scheme == "kaiming" and isinstance(module, ESTINet):
-        outputs: list[nn.Module] = [module.head]
+        outputs: list[nn.Module | None] = [module.head, module.head_spatial]
         if module.cnn is not None:
             outputs.append(module.cnn[-1])
         if module.estm is not None:
