@@ -55,6 +55,30 @@ def cmd_synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_eval(args: argparse.Namespace) -> int:
+    """Score a method on a dataset under the metric protocol (SPEC §3)."""
+    from estinet.evaluate import eval_main
+
+    return eval_main(
+        args.dataset,
+        weights=args.weights,
+        variant=args.variant,
+        method=args.method,
+        json_out=args.json,
+        csv_out=args.csv,
+        save_frames=args.save_frames,
+        skip_ends=args.skip_ends,
+        device=args.device,
+        split=args.split,
+        overwrite=args.overwrite,
+        progress=not args.no_progress,
+        clips=args.clips,
+        clip_frames=args.clip_frames,
+        crop=args.crop,
+        seed=args.seed,
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand."""
     from estinet.config import PRESETS, VARIANTS
@@ -83,6 +107,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_synth)
+
+    p = sub.add_parser("eval", help="PSNR/SSIM (Y and RGB) of a model or a baseline on a dataset")
+    p.add_argument("--dataset", required=True, help="KIND:PATH, e.g. ntu:/data/NTURain, folders:DIR, synthetic:light")
+    p.add_argument("--weights", help="shipped name, .safetensors, training checkpoint, or COARSE,FINE (authors')")
+    p.add_argument("--variant", choices=VARIANTS, help="variant override for the model")
+    p.add_argument("--method", choices=("model", "input", "median"), default="model", help="what to score")
+    p.add_argument("--json", help="write the JSON report here")
+    p.add_argument("--csv", help="write the CSV report here")
+    p.add_argument("--save-frames", help="save every output frame under this folder")
+    p.add_argument("--skip-ends", type=int, default=0, help="drop K frames at each sequence end (2 = S2VD protocol)")
+    p.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
+    p.add_argument("--split", default="test", help="dataset split (default test)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing report files or frame folders")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--clips", type=int, default=12, help="synthetic: held-out clips to render (default 12)")
+    p.add_argument("--clip-frames", type=int, default=9, help="synthetic: frames per clip (default 9)")
+    p.add_argument("--crop", type=int, default=224, help="synthetic: clip size in pixels (default 224)")
+    p.add_argument("--seed", type=int, default=0, help="synthetic: seed (default 0)")
+    p.set_defaults(func=cmd_eval)
     return parser
 
 
