@@ -55,6 +55,13 @@ def cmd_synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    """Two-stage training from a YAML config (also under torchrun for DDP)."""
+    from estinet.train import train_main
+
+    return train_main(args.config, list(args.overrides), args.resume, args.out)
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     """Score a method on a dataset under the metric protocol (SPEC §3)."""
     from estinet.evaluate import eval_main
@@ -107,6 +114,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_synth)
+
+    p = sub.add_parser("train", help="train a model (two-stage schedule; torchrun for several processes)")
+    p.add_argument("--config", help="YAML config, e.g. configs/tiny-synthetic.yaml")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted overrides, e.g. train.batch_size=4")
+    p.add_argument("--resume", help="continue exactly from this checkpoint (last.pt)")
+    p.add_argument("--out", help="output folder (default from the config)")
+    p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("eval", help="PSNR/SSIM (Y and RGB) of a model or a baseline on a dataset")
     p.add_argument("--dataset", required=True, help="KIND:PATH, e.g. ntu:/data/NTURain, folders:DIR, synthetic:light")

@@ -8,7 +8,9 @@ Table 3 (``sicm-2dcnn``, ``sicm-stim-2`` .. ``sicm-stim-5``, ``estinet``) and th
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import math
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
@@ -305,3 +307,319 @@ def save_yaml(data: dict[str, Any], path: str | Path) -> None:
 
 
 _NESTED: dict[str, type] = {"ModelConfig": ModelConfig}
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Training experiments: data, optimisation, and the experiment that bundles them with the model
+
+SCHEDULES: tuple[str, ...] = ("cosine", "exponential")
+AMP_MODES: tuple[str, ...] = ("none", "bf16", "fp16")
+HELDOUT_KIND = "heldout"
+"""``data.val`` kind for the default validation set: synthetic rain over the held-out package sources."""
+
+
+def _section_error(section: str, name: str, value: Any, expected: str) -> ConfigError:
+    return ConfigError(f"{section}.{name} must be {expected}, got {value!r}")
+
+
+def _check_int(section: str, obj: Any, name: str, minimum: int) -> None:
+    value = getattr(obj, name)
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        kind = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+        raise _section_error(section, name, value, kind)
+
+
+def _coerce_float(section: str, obj: Any, name: str, minimum: float, strict: bool = False) -> None:
+    """Accept ints and numeric strings (YAML reads ``1e-4`` as a string) for a float field of a frozen dataclass."""
+    value = getattr(obj, name)
+    try:
+        number = float(value) if not isinstance(value, bool) else None
+    except (TypeError, ValueError):
+        number = None
+    ok = number is not None and math.isfinite(number) and (number > minimum if strict else number >= minimum)
+    if not ok:
+        raise _section_error(section, name, value, f"a number {'>' if strict else '>='} {minimum}")
+    object.__setattr__(obj, name, number)
+
+
+def _check_str_list(section: str, obj: Any, name: str) -> None:
+    value = getattr(obj, name)
+    if value is None:
+        return
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list | tuple) or not value or not all(isinstance(v, str) and v for v in value):
+        raise _section_error(section, name, value, "null or a non-empty list of paths")
+    object.__setattr__(obj, name, [str(v) for v in value])
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Training and validation data.
+
+    Attributes:
+        train: training dataset as ``KIND:PATH`` (:func:`estinet.data.datasets.open_dataset`), e.g.
+            ``synthetic:light,heavy,ntu`` (rain rendered on the fly), ``ntu:/data/NTURain``,
+            ``rainsyn-light:/data``, ``rainsyn-complex:/data``, ``folders:/data/pairs``, ``json:index.json``.
+        split: split of the training dataset for kinds that have splits (``train``).
+        clean: clean footage (videos, frame folders, images) for ``synthetic:`` training; null uses the package
+            training sources (never the held-out ones).
+        camera: camera-motion preset of synthetic clips (``mixed``, ``static``, ``pan``, ``handheld``).
+        epoch_samples: synthetic samples per data epoch (a new epoch renders new clips).
+        crop: square training crop in pixels.
+        batch_size: clips per optimisation step *per process* (under DDP the global batch is this times the number
+            of processes).
+        workers: DataLoader worker processes per training process (0 loads in the main process).
+        flip: random horizontal flips.
+        val: validation dataset: ``heldout:PRESETS`` (synthetic rain over the held-out package sources, rendered
+            once with ``val_seed``), any ``KIND:PATH`` with ground truth (evaluated on full frames), or null to
+            switch validation off.
+        val_split: split of the validation dataset for kinds that have splits (``test``).
+        val_clean: clean footage for ``heldout:`` validation instead of the packaged held-out sources.
+        val_samples: ``heldout:`` clips, or the most frames scored from a ``KIND:PATH`` dataset (evenly spaced;
+            0 scores every frame).
+        val_crop: size of ``heldout:`` clips.
+        val_seed: seed of the ``heldout:`` clips (fixed, so every validation sees the same clips).
+    """
+
+    train: str = "synthetic:light,heavy,ntu"
+    split: str = "train"
+    clean: list[str] | None = None
+    camera: str = "mixed"
+    epoch_samples: int = 2000
+    crop: int = 128
+    batch_size: int = 4
+    workers: int = 1
+    flip: bool = True
+    val: str | None = "heldout:light,heavy,ntu"
+    val_split: str = "test"
+    val_clean: list[str] | None = None
+    val_samples: int = 12
+    val_crop: int = 128
+    val_seed: int = 2021
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.train, str) or ":" not in self.train:
+            raise _section_error("data", "train", self.train, "a dataset spec KIND:PATH, e.g. synthetic:light,heavy")
+        if self.val is not None and (not isinstance(self.val, str) or ":" not in self.val):
+            raise _section_error("data", "val", self.val, "null or a dataset spec (heldout:light,heavy or KIND:PATH)")
+        _check_str_list("data", self, "clean")
+        _check_str_list("data", self, "val_clean")
+        for name in ("epoch_samples", "crop", "batch_size", "val_crop"):
+            _check_int("data", self, name, 1)
+        for name in ("workers", "val_samples", "val_seed"):
+            _check_int("data", self, name, 0)
+        if not isinstance(self.flip, bool):
+            raise _section_error("data", "flip", self.flip, "true or false")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation schedule, precision, logging and checkpointing.
+
+    The paper trains in two stages (SPEC §1): stage 1 updates SICM + STIM with L_STI; stage 2 updates everything
+    with L_STI + alpha * L_EST. Variants without ESTM train one stage of ``stage1_steps + stage2_steps`` steps.
+
+    Attributes:
+        stage1_steps: optimisation steps of stage 1.
+        stage2_steps: optimisation steps of stage 2.
+        lr: Adam learning rate at the start of each stage.
+        min_lr: learning rate reached at the end of each stage.
+        schedule: ``cosine`` or ``exponential`` decay from ``lr`` to ``min_lr`` within each stage.
+        alpha: weight of L_EST in stage 2 (paper: 1).
+        grad_clip: clip the global gradient norm to this value (0 switches clipping off).
+        seed: seed of the model initialisation and of the data order; process ``rank`` seeds its RNGs with
+            ``seed + rank``.
+        device: ``auto`` (``cuda:LOCAL_RANK`` when CUDA is present, else CPU), ``cpu``, ``cuda``, ``cuda:N`` or
+            ``mps``.
+        amp: autocast precision: ``none``, ``bf16`` (CUDA or CPU) or ``fp16`` (CUDA only, with a gradient scaler).
+        channels_last: store 2D conv weights and activations in channels-last layout (fast on recent GPUs).
+        threads: torch CPU threads per training process when training on the CPU; 0 picks
+            ``max(1, cores // processes - data.workers)``, so the DataLoader workers keep a core each
+            (oversubscribed OpenMP threads are many times slower on a busy machine).
+        log_every: steps between metrics-log lines and progress-bar updates.
+        val_every: steps between validations (0: only at the end of each stage).
+        ckpt_every: steps between ``last.pt`` checkpoints (0: only at stage ends and at the end).
+        progress: show a tqdm progress bar (rank 0 only).
+    """
+
+    stage1_steps: int = 2000
+    stage2_steps: int = 2000
+    lr: float = 1e-4
+    min_lr: float = 1e-6
+    schedule: str = "cosine"
+    alpha: float = 1.0
+    grad_clip: float = 0.0
+    seed: int = 0
+    device: str = "auto"
+    amp: str = "none"
+    channels_last: bool = False
+    threads: int = 0
+    log_every: int = 10
+    val_every: int = 500
+    ckpt_every: int = 250
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("stage1_steps", "stage2_steps", "seed", "val_every", "ckpt_every", "threads"):
+            _check_int("train", self, name, 0)
+        _check_int("train", self, "log_every", 1)
+        if self.stage1_steps + self.stage2_steps < 1:
+            raise ConfigError("train.stage1_steps + train.stage2_steps must be at least 1")
+        _coerce_float("train", self, "lr", 0.0, strict=True)
+        _coerce_float("train", self, "min_lr", 0.0, strict=True)
+        _coerce_float("train", self, "alpha", 0.0)
+        _coerce_float("train", self, "grad_clip", 0.0)
+        if self.min_lr > self.lr:
+            raise ConfigError(f"train.min_lr ({self.min_lr}) must not exceed train.lr ({self.lr})")
+        if self.schedule not in SCHEDULES:
+            raise _section_error("train", "schedule", self.schedule, f"one of {', '.join(SCHEDULES)}")
+        if self.amp not in AMP_MODES:
+            raise _section_error("train", "amp", self.amp, f"one of {', '.join(AMP_MODES)}")
+        if not isinstance(self.device, str) or not self.device:
+            raise _section_error("train", "device", self.device, "auto, cpu, cuda, cuda:N or mps")
+        for name in ("channels_last", "progress"):
+            if not isinstance(getattr(self, name), bool):
+                raise _section_error("train", name, getattr(self, name), "true or false")
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """One training run: model, data and schedule. ``estinet train --config FILE.yaml`` reads it.
+
+    YAML layout (every key optional; the ``model`` section starts from the width preset it names, so
+    ``model: {preset: small}`` is enough, and any :class:`ModelConfig` field overrides the preset)::
+
+        name: tiny-synthetic
+        out_dir: runs/tiny-synthetic      # empty: runs/<name>
+        model: {variant: estinet, preset: tiny}
+        data: {train: "synthetic:light,heavy,ntu", crop: 112, batch_size: 4}
+        train: {stage1_steps: 4000, stage2_steps: 2000, lr: 1.0e-4}
+
+    Attributes:
+        name: run name.
+        out_dir: output folder (checkpoints, metrics log, exported weights); empty means ``runs/<name>``.
+        model: the architecture.
+        data: training and validation data.
+        train: optimisation settings.
+    """
+
+    name: str = "estinet"
+    out_dir: str = ""
+    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name:
+            raise ConfigError(f"name must be a non-empty string, got {self.name!r}")
+        if not isinstance(self.out_dir, str):
+            raise ConfigError(f"out_dir must be a path string (or empty for runs/<name>), got {self.out_dir!r}")
+
+    @property
+    def run_dir(self) -> Path:
+        """The output folder: ``out_dir``, or ``runs/<name>`` when it is empty."""
+        return Path(self.out_dir) if self.out_dir else Path("runs") / self.name
+
+
+_NESTED.update({"DataConfig": DataConfig, "TrainConfig": TrainConfig, "ExperimentConfig": ExperimentConfig})
+
+
+def model_from_dict(data: dict[str, Any]) -> ModelConfig:
+    """Build a :class:`ModelConfig` from a (possibly partial) mapping, starting from the preset it names.
+
+    Args:
+        data: ``variant`` and ``preset`` (defaults ``estinet``, ``tiny``) plus any other field to override.
+
+    Raises:
+        ConfigError: an unknown key or an invalid value.
+    """
+    if not isinstance(data, dict):
+        raise ConfigError(f"the model section must be a mapping, got {type(data).__name__}")
+    known = {f.name for f in fields(ModelConfig)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(f"unknown ModelConfig key(s) {unknown}; valid keys: {', '.join(sorted(known))}")
+    rest = dict(data)
+    variant = rest.pop("variant", "estinet")
+    preset = rest.pop("preset", "tiny")
+    _check_choice("variant", variant, VARIANTS)
+    return preset_config(variant, preset, **rest)
+
+
+def experiment_from_dict(data: dict[str, Any], overrides: list[str] | tuple[str, ...] = ()) -> ExperimentConfig:
+    """Build an :class:`ExperimentConfig` from a mapping such as a YAML file's (see its docstring).
+
+    Args:
+        data: the mapping (not modified).
+        overrides: dotted ``key=value`` overrides applied to the mapping first (see :func:`load_experiment`).
+
+    Raises:
+        ConfigError: an unknown key at any level (the message lists the valid keys) or an invalid value.
+    """
+    if not isinstance(data, dict):
+        raise ConfigError(f"an experiment config must be a mapping, got {type(data).__name__}")
+    if overrides:
+        data = copy.deepcopy(data)
+        for text in overrides:
+            _override_dict(data, text)
+    known = {f.name for f in fields(ExperimentConfig)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(f"unknown ExperimentConfig key(s) {unknown}; valid keys: {', '.join(sorted(known))}")
+    values: dict[str, Any] = {k: v for k, v in data.items() if k not in ("model", "data", "train")}
+    values["model"] = model_from_dict(data.get("model") or {})
+    for name, cls in (("data", DataConfig), ("train", TrainConfig)):
+        section = data.get(name) or {}
+        if not isinstance(section, dict):
+            raise ConfigError(f"the {name} section must be a mapping, got {type(section).__name__}")
+        values[name] = from_dict(cls, section)
+    return ExperimentConfig(**values)
+
+
+def _override_dict(data: dict[str, Any], text: str) -> None:
+    """Apply one ``a.b=value`` override to a raw experiment mapping, refusing keys the dataclasses do not have."""
+    path, value = parse_override(text)
+    cls: type = ExperimentConfig
+    node = data
+    for depth, key in enumerate(path):
+        names = {f.name: f for f in fields(cls)}
+        if key not in names:
+            raise ConfigError(f"override {text!r}: no key {key!r} in {cls.__name__}; valid: {sorted(names)}")
+        ftype = names[key].type
+        sub = _NESTED.get(ftype) if isinstance(ftype, str) else None
+        if depth == len(path) - 1:
+            if sub is not None and not isinstance(value, dict):
+                raise ConfigError(f"override {text!r}: {key!r} is a section; set one of its keys, e.g. {key}.KEY=...")
+            node[key] = value
+            return
+        if sub is None:
+            raise ConfigError(f"override {text!r}: {key!r} is a value, not a section")
+        child = node.get(key)
+        if not isinstance(child, dict):
+            child = {}
+            node[key] = child
+        node, cls = child, sub
+
+
+def load_experiment(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> ExperimentConfig:
+    """Read an experiment YAML file and apply dotted ``key=value`` overrides.
+
+    Overrides are applied to the file's mapping *before* presets expand, so ``model.preset=small`` switches every
+    width the file does not set explicitly.
+
+    Args:
+        path: the YAML file, or None to start from the defaults.
+        overrides: e.g. ``["data.train=ntu:/data/NTURain", "train.stage1_steps=100"]``.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        ConfigError: the file is not a mapping, or a key is unknown, or a value is invalid.
+    """
+    data = load_yaml(path) if path is not None else {}
+    return experiment_from_dict(data, overrides)
+
+
+def save_experiment(config: ExperimentConfig, path: str | Path) -> None:
+    """Write an experiment config as YAML (every field, so the file reproduces the run)."""
+    save_yaml(to_dict(config), path)

@@ -1,0 +1,173 @@
+"""Training losses of ESTINet (paper eq. 14-16) with the border mask that motion compensation needs.
+
+* ``L_STI = MSE(coarse, clean)`` over all T frames of the window (eq. 14);
+* ``L_EST = MSE(refined centre, clean centre)`` (eq. 15);
+* ``L_final = L_STI + alpha * L_EST`` with ``alpha = 1`` (eq. 16).
+
+Motion compensation. With global motion compensation on, the network returns every coarse frame in the centre
+frame's coordinates (:func:`estinet.models.motion.align_to_centre` translates frame t by ``-disp[t]``), so the clean
+targets are aligned with the *same* displacement before the loss. Translation fills the pixels it uncovers by
+replicating the edge row or column; a filled target pixel is not ground truth, so it is left out of ``L_STI``.
+:func:`border_mask` marks exactly the pixels :func:`~estinet.models.motion.translate` fills: for a displacement
+``(dy, dx)`` of frame t, ``ceil(dy)`` rows at the bottom when ``dy > 0``, ``ceil(-dy)`` rows at the top when
+``dy < 0``, and the same for columns with ``dx`` (so every pixel within ``ceil(|d|)`` px of the edge the content
+moved away from). The centre frame (zero displacement) and frames of a static camera keep every pixel; ``L_EST``
+compares the centre frame, which is never translated, and needs no mask.
+
+Reduction. Each sample's loss is the mean squared error over its valid pixels (and channels); the batch loss is the
+mean over samples. Without a mask this is the plain MSE; with one, every clip weighs the same whatever its motion,
+and the loss of a batch split over DDP processes (the mean of the per-process means) equals the loss of the whole
+batch in one process.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["DerainLoss", "LossTerms", "border_mask", "derain_loss", "masked_mse"]
+
+
+def border_mask(displacement: Tensor, height: int, width: int) -> Tensor:
+    """Pixels of aligned frames that hold real content (1) rather than replicated border (0).
+
+    Args:
+        displacement: (B, T, 2) (dy, dx) of every frame relative to the centre frame, in pixels, as passed to
+            :func:`estinet.models.motion.align_to_centre`.
+        height: frame height H.
+        width: frame width W.
+
+    Returns:
+        (B, T, 1, H, W) float32 mask on ``displacement``'s device: 0 for the ``ceil(max(dy, 0))`` bottom rows,
+        ``ceil(max(-dy, 0))`` top rows, ``ceil(max(dx, 0))`` right columns and ``ceil(max(-dx, 0))`` left
+        columns of each frame, 1 elsewhere.
+
+    Raises:
+        ValueError: a displacement that is not (B, T, 2) or not finite, or a non-positive size.
+    """
+    if displacement.dim() != 3 or displacement.shape[-1] != 2:
+        raise ValueError(f"displacement must have shape (B, T, 2) (dy, dx), got {tuple(displacement.shape)}")
+    if height < 1 or width < 1:
+        raise ValueError(f"height and width must be positive, got {height}x{width}")
+    d = displacement.detach().to(torch.float64)
+    if not bool(torch.isfinite(d).all()):
+        raise ValueError("displacement must be finite; check the motion estimate")
+    lead = torch.ceil(d.neg().clamp(min=0)).long()  # (B, T, 2) filled rows/cols at the top/left
+    trail = torch.ceil(d.clamp(min=0)).long()  # (B, T, 2) filled rows/cols at the bottom/right
+    device = displacement.device
+    rows = torch.arange(height, device=device)
+    cols = torch.arange(width, device=device)
+    ok_y = (rows >= lead[..., 0, None]) & (rows < height - trail[..., 0, None])  # (B, T, H)
+    ok_x = (cols >= lead[..., 1, None]) & (cols < width - trail[..., 1, None])  # (B, T, W)
+    mask = ok_y[..., :, None] & ok_x[..., None, :]  # (B, T, H, W)
+    return mask.unsqueeze(2).to(torch.float32)  # (B, T, 1, H, W)
+
+
+def masked_mse(pred: Tensor, target: Tensor, mask: Tensor | None = None) -> Tensor:
+    """Mean squared error per sample over the valid pixels, then the mean over the batch.
+
+    Args:
+        pred: (B, ...) prediction, e.g. (B, T, 3, H, W) or (B, 3, H, W).
+        target: same shape as ``pred``.
+        mask: None (every pixel counts) or a 0/1 tensor broadcastable to ``pred`` with the same number of dims,
+            e.g. (B, T, 1, H, W) from :func:`border_mask`.
+
+    Returns:
+        Scalar float32 loss (float64 for float64 input). A sample whose mask is all zero contributes 0.
+
+    Raises:
+        ValueError: mismatched shapes.
+    """
+    if pred.shape != target.shape:
+        raise ValueError(f"pred and target must have the same shape, got {tuple(pred.shape)} and {tuple(target.shape)}")
+    if pred.dim() < 2:
+        raise ValueError(f"pred must be batched (B, ...), got shape {tuple(pred.shape)}")
+    err = (pred - target).square()  # (B, ...)
+    dims = tuple(range(1, pred.dim()))
+    if mask is None:
+        return err.mean(dim=dims).mean()
+    if mask.dim() != pred.dim():
+        raise ValueError(f"mask must have {pred.dim()} dims like pred, got shape {tuple(mask.shape)}")
+    mask = mask.to(err.dtype)
+    try:
+        full = torch.broadcast_shapes(mask.shape, err.shape)
+    except RuntimeError:
+        full = None
+    if full != err.shape:
+        raise ValueError(f"mask of shape {tuple(mask.shape)} does not broadcast to {tuple(err.shape)}")
+    count = mask.expand(full).sum(dim=dims)  # (B,) valid values
+    total = (err * mask).sum(dim=dims)  # (B,)
+    return (total / count.clamp(min=1)).mean()
+
+
+class LossTerms(NamedTuple):
+    """The training loss and its parts.
+
+    Attributes:
+        total: the loss to minimise (scalar).
+        sti: L_STI over all frames (scalar).
+        est: L_EST of the refined centre frame (scalar), or None when it is not part of the loss.
+    """
+
+    total: Tensor
+    sti: Tensor
+    est: Tensor | None
+
+
+def derain_loss(
+    coarse: Tensor,
+    refined: Tensor,
+    target: Tensor,
+    mask: Tensor | None = None,
+    *,
+    centre: int,
+    alpha: float = 1.0,
+    refine: bool = True,
+) -> LossTerms:
+    """ESTINet's loss: ``L_STI`` (stage 1) or ``L_STI + alpha * L_EST`` (stage 2).
+
+    Args:
+        coarse: (B, T, 3, H, W) coarse frames.
+        refined: (B, 3, H, W) refined centre frame.
+        target: (B, T, 3, H, W) clean frames, aligned to the centre frame like the network's frames.
+        mask: (B, T, 1, H, W) from :func:`border_mask`, or None.
+        centre: index of the centre frame in T.
+        alpha: weight of ``L_EST``.
+        refine: include ``L_EST`` (stage 2 of a model with ESTM).
+
+    Returns:
+        :class:`LossTerms`.
+    """
+    if not 0 <= centre < target.shape[1]:
+        raise ValueError(f"centre must index one of the {target.shape[1]} frames, got {centre}")
+    sti = masked_mse(coarse, target, mask)
+    if not refine:
+        return LossTerms(sti, sti, None)
+    est = masked_mse(refined, target[:, centre])
+    return LossTerms(sti + alpha * est, sti, est)
+
+
+class DerainLoss(nn.Module):
+    """Module form of :func:`derain_loss`.
+
+    Args:
+        centre: index of the centre frame.
+        alpha: weight of ``L_EST``.
+    """
+
+    def __init__(self, centre: int, alpha: float = 1.0) -> None:
+        super().__init__()
+        self.centre = centre
+        self.alpha = alpha
+
+    def forward(
+        self, coarse: Tensor, refined: Tensor, target: Tensor, mask: Tensor | None = None, refine: bool = True
+    ) -> LossTerms:
+        """See :func:`derain_loss`."""
+        return derain_loss(coarse, refined, target, mask, centre=self.centre, alpha=self.alpha, refine=refine)
+
+    def extra_repr(self) -> str:
+        """Settings shown by ``print(module)``."""
+        return f"centre={self.centre}, alpha={self.alpha}"
