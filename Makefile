@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/estinet info
+	$(BIN)/estinet demo --overwrite
 
 test: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

@@ -42,6 +42,18 @@ def shipped_weights() -> dict[str, Path]:
     return dict(sorted(out.items()))
 
 
+def default_weights() -> str:
+    """The fastest shipped weights: ``tiny`` when installed, else the first shipped name.
+
+    Raises:
+        WeightsError: no weights ship with this installation.
+    """
+    names = list(shipped_weights())
+    if not names:
+        raise WeightsError("no shipped weights are installed; pass --weights with a weights file")
+    return "tiny" if "tiny" in names else names[0]
+
+
 def save_weights(
     model: nn.Module, config: ModelConfig, path: str | Path, extra: Mapping[str, str] | None = None
 ) -> Path:

@@ -55,6 +55,39 @@ def cmd_synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_derain(args: argparse.Namespace) -> int:
+    """Derain a video, frame folder or image (streaming, tiled when large)."""
+    from estinet.checkpoint import default_weights
+    from estinet.inference import derain_main
+
+    return derain_main(
+        args.input,
+        args.output,
+        weights=args.weights or default_weights(),
+        device=args.device,
+        tile=args.tile,
+        threads=args.threads,
+        compare=args.compare,
+        overwrite=args.overwrite,
+        half=args.half,
+        batch=args.batch,
+        lossless=args.lossless,
+        crf=args.crf,
+        motion=args.motion,
+        official_windows=args.official_windows,
+        tile_margin=args.tile_margin,
+        progress=not args.quiet,
+    )
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Render rain onto a held-out clip, derain it, print the scores and write the outputs."""
+    from estinet.demo import run_demo
+
+    run_demo(args.output, args.weights, args.frames, args.preset, args.seed, args.device, args.overwrite)
+    return 0
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     """Two-stage training from a YAML config (also under torchrun for DDP)."""
     from estinet.train import train_main
@@ -99,6 +132,41 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", choices=PRESETS, help="only this width preset (default: all)")
     p.add_argument("--size", type=_parse_size, default=(480, 640), help="frame size HxW (default 480x640)")
     p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("derain", help="remove rain from a video, frame folder or image")
+    p.add_argument("input", help="video file, folder of frames, or image")
+    p.add_argument("-o", "--output", required=True, help="output: .mp4/.mkv video, or a folder for PNG frames")
+    p.add_argument("--weights", help="shipped name (default tiny), weights file, checkpoint, or COARSE,FINE")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
+    p.add_argument("--tile", type=int, help="tile size in pixels (default: from free memory; 0 = whole frames)")
+    p.add_argument(
+        "--tile-margin", type=int, help="tile overlap per side in pixels (default: model's receptive radius)"
+    )
+    p.add_argument("--threads", type=int, help="CPU threads")
+    p.add_argument("--batch", type=int, help="windows per forward pass (default: automatic)")
+    half = p.add_mutually_exclusive_group()
+    half.add_argument("--half", dest="half", action="store_true", default=None, help="half precision (GPU default)")
+    half.add_argument("--no-half", dest="half", action="store_false", help="full precision")
+    motion = p.add_mutually_exclusive_group()
+    motion.add_argument("--motion", dest="motion", action="store_true", default=None, help="force motion compensation")
+    motion.add_argument("--no-motion", dest="motion", action="store_false", help="disable motion compensation")
+    p.add_argument("--official-windows", action="store_true", help="the authors' window padding (official weights)")
+    p.add_argument("--compare", action="store_true", help="also write a side-by-side (rainy | derained) video")
+    p.add_argument("--lossless", action="store_true", help="lossless video output (FFV1/x264rgb)")
+    p.add_argument("--crf", type=int, default=18, help="H.264 quality, lower is better (default 18)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_derain)
+
+    p = sub.add_parser("demo", help="derain a held-out clip with synthetic rain and show the scores")
+    p.add_argument("-o", "--output", default="estinet-demo", help="output folder (default ./estinet-demo)")
+    p.add_argument("--weights", help="weights (default: the fastest shipped model)")
+    p.add_argument("--frames", type=int, default=48, help="frames of the demo clip (default 48)")
+    p.add_argument("--preset", default="heavy", help="rain preset: light, heavy, ntu (default heavy)")
+    p.add_argument("--seed", type=int, default=0, help="rain seed (default 0)")
+    p.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
+    p.add_argument("--overwrite", action="store_true", help="replace earlier demo outputs")
+    p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("synth", help="render synthetic rain over clean videos into a paired dataset")
     p.add_argument(

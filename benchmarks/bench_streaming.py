@@ -1,0 +1,320 @@
+"""Streaming inference against per-window recomputation, end-to-end ``derain_video`` speed, tile margins, memory.
+
+Usage::
+
+    python benchmarks/bench_streaming.py                         # frames/s, streaming vs per-window, tiny + small
+    python benchmarks/bench_streaming.py --e2e                   # also derain_video on a 640x480 H.264 clip
+    python benchmarks/bench_streaming.py --margins               # tiled vs untiled error by tile margin
+    python benchmarks/bench_streaming.py --receptive-field       # receptive field of the per-frame features
+    python benchmarks/bench_streaming.py --memory                # working memory per pixel (WORK_BYTES_PER_PIXEL)
+    python benchmarks/bench_streaming.py --device cuda --presets tiny,small,paper
+
+Random weights (speed does not depend on them). Clips are a seeded smooth texture panned by 1.5 px per frame with
+fine noise, so motion compensation has real work. Every table is printed in Markdown with the machine it ran on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import re
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from estinet.config import preset_config
+from estinet.inference import Derainer, sicm_receptive_radius
+from estinet.models import build_model
+from estinet.models.estinet import ESTINet
+from estinet.models.official import OfficialESTINet, random_official_state
+
+
+def cpu_model() -> str:
+    """CPU model name from /proc/cpuinfo (or platform.processor() elsewhere)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def machine(device: torch.device) -> str:
+    """One line naming the machine, the torch threads and the load."""
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    text = (
+        f"{cpu_model()}, {os.cpu_count()} logical CPUs, torch {torch.__version__} with {torch.get_num_threads()} "
+        f"threads, load average {load:.1f} at start"
+    )
+    if device.type == "cuda":
+        text += f"; GPU {torch.cuda.get_device_name(device)}"
+    return text
+
+
+def moving_clip(frames: int, height: int, width: int, seed: int = 0, shift: float = 1.5) -> torch.Tensor:
+    """(frames, 3, height, width) in [0, 1]: a smooth seeded texture moving ``shift`` px right per frame, plus noise."""
+    g = torch.Generator().manual_seed(seed)
+    pad = int(abs(shift) * frames) + 8
+    base = torch.rand(1, 3, height // 8 + 4, (width + pad) // 8 + 4, generator=g)
+    base = F.interpolate(base, size=(height, width + pad), mode="bicubic", align_corners=False)
+    out = []
+    for k in range(frames):
+        x0 = pad - 4 - k * shift
+        grid_x = (torch.arange(width, dtype=torch.float32) + x0) / (width + pad - 1) * 2 - 1
+        grid_y = torch.arange(height, dtype=torch.float32) / (height - 1) * 2 - 1
+        gy, gx = torch.meshgrid(grid_y, grid_x, indexing="ij")
+        out.append(F.grid_sample(base, torch.stack([gx, gy], -1)[None], mode="bilinear", align_corners=True)[0])
+    clip = torch.stack(out).clamp(0, 1)
+    return (clip + 0.08 * torch.rand(clip.shape, generator=g)).clamp(0, 1)
+
+
+def build(name: str, seed: int = 0) -> torch.nn.Module:
+    """A random-weight model: ``official`` or an ``estinet`` preset name (``variant:preset`` also accepted)."""
+    torch.manual_seed(seed)
+    if name == "official":
+        model = OfficialESTINet()
+        model.load_official(*random_official_state(seed))
+        return model
+    variant, _, preset = name.rpartition(":")
+    return build_model(preset_config(variant or "estinet", preset))
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(fn, device: torch.device, repeat: int) -> tuple[float, object]:  # type: ignore[no-untyped-def]
+    """Best wall time of ``repeat`` calls (after one warm-up call) and the last result."""
+    result = fn()
+    best = float("inf")
+    for _ in range(repeat):
+        sync(device)
+        start = time.perf_counter()
+        result = fn()
+        sync(device)
+        best = min(best, time.perf_counter() - start)
+    return best, result
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+def speed_table(args: argparse.Namespace, device: torch.device) -> None:
+    print(f"\n### Streaming vs per-window recomputation, {args.width}x{args.height}, {args.frames} frames\n")
+    print(f"Machine: {machine(device)}; device {device}.\n")
+    print("| model | precision | batch | streaming frames/s | per-window frames/s | speed-up | max abs diff |")
+    print("|---|---|---:|---:|---:|---:|---:|")
+    notes = []
+    for name in args.presets.split(","):
+        model = build(name)
+        clip = moving_clip(args.frames, args.height, args.width)
+        warm = clip[:5]
+        for batch in [int(b) for b in args.batch.split(",")]:
+            derainer = Derainer(
+                model, device=device, tile=0, batch=batch, half=args.half, channels_last=not args.no_channels_last
+            )
+            derainer.derain_clip(warm)
+            t_stream, streamed = timed(lambda d=derainer, c=clip: d.derain_clip(c), device, args.repeat)
+            stages = dict(derainer.last_stats.seconds)
+            window_fps = ratio = diff = ""
+            if batch == 1:
+                derainer.derain_per_window(warm)
+                t_window, reference = timed(lambda d=derainer, c=clip: d.derain_per_window(c), device, 1)
+                diff = f"{float((streamed - reference.to(streamed.device)).abs().max()):.1e}"  # type: ignore[operator]
+                window_fps = f"{args.frames / t_window:.2f}"
+                ratio = f"{t_window / t_stream:.2f}x"
+            precision = "fp32" if derainer.amp_dtype is None else str(derainer.amp_dtype).removeprefix("torch.")
+            row = f"| {name} | {precision} | {batch} | {args.frames / t_stream:.2f} | {window_fps} | {ratio} | {diff} |"
+            print(row, flush=True)
+            parts = ", ".join(f"{k} {1000 * v / args.frames:.0f} ms" for k, v in stages.items())
+            notes.append(f"- {name}, batch {batch}: per output frame {parts}")
+    print("\nStage times of the last streaming run (wall time per output frame):\n")
+    print("\n".join(notes))
+
+
+def e2e_table(args: argparse.Namespace, device: torch.device) -> None:
+    from estinet.data.video_io import write_video
+
+    print(f"\n### End to end: derain_video on a {args.width}x{args.height} H.264 clip of {args.e2e_frames} frames\n")
+    print(f"Machine: {machine(device)}; device {device}.\n")
+    print("| model | frames/s end to end | decode | convert | motion | per-frame | per-window | encode | other |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp) / "rainy.mp4"
+        clip = moving_clip(args.e2e_frames, args.height, args.width, seed=3)
+        arrays = (clip.permute(0, 2, 3, 1) * 255).round().clamp(0, 255).to(torch.uint8).numpy()
+        write_video(src, list(arrays), 25)
+        for name in args.presets.split(","):
+            derainer = Derainer(build(name), device=device, half=args.half, channels_last=not args.no_channels_last)
+            derainer.derain_clip(clip[:5])  # warm-up
+            dst = Path(tmp) / f"out_{name.replace(':', '_')}.mp4"
+            start = time.perf_counter()
+            derainer.derain_video(src, dst, overwrite=True, progress=False)
+            wall = time.perf_counter() - start
+            s = derainer.last_stats.seconds
+            n = derainer.last_stats.frames_out
+            keys = ["decode", "convert", "motion", "features", "windows", "encode"]
+            other = wall - sum(s.get(k, 0.0) for k in keys)
+            cells = " | ".join(f"{1000 * s.get(k, 0.0) / n:.0f} ms" for k in keys)
+            print(f"| {name} | {n / wall:.2f} | {cells} | {1000 * other / n:.0f} ms |", flush=True)
+
+
+def margin_table(args: argparse.Namespace, device: torch.device) -> None:
+    torch.backends.cudnn.allow_tf32 = False  # TF32 rounding would swamp the differences being measured
+    torch.backends.cuda.matmul.allow_tf32 = False
+    tile = args.tile
+    print(f"\n### Tiled vs untiled: max abs error by tile margin ({args.width}x{args.height}, {tile}-px tile cores)\n")
+    print(f"Machine: {machine(device)}; device {device}; fp32; 5-frame clip panning 1.5 px/frame, all 5 outputs.\n")
+    margins = [int(m) for m in args.margin_list.split(",")]
+    print("| model | " + " | ".join(f"margin {m}" for m in margins) + " |")
+    print("|---|" + "---:|" * len(margins))
+    for name in args.presets.split(","):
+        model = build(name)
+        clip = moving_clip(5, args.height, args.width)
+        reference = Derainer(model, device=device, tile=0, half=False).derain_clip(clip)
+        cells = []
+        for margin in margins:
+            tiled = Derainer(model, device=device, tile=tile, tile_margin=margin, half=False).derain_clip(clip)
+            cells.append(f"{float((tiled - reference).abs().max()):.1e}")
+        print(f"| {name} | " + " | ".join(cells) + " |", flush=True)
+
+
+def receptive_field_table(args: argparse.Namespace, device: torch.device) -> None:
+    print("\n### Receptive field of the per-frame features (support of the input gradient of one output pixel)\n")
+    print("| model | features | pixels above/left of the output pixel | below/right | rule 34 + 60 * blocks |")
+    print("|---|---|---:|---:|---:|")
+    for name in args.presets.split(","):
+        if name == "official":
+            continue
+        model = build(name).to(device).eval()
+        assert isinstance(model, ESTINet)
+        size = 640
+        x = torch.rand(1, 3, size, size, device=device, requires_grad=True)
+        feats = model.frame_features(x)
+        stride = model.config.temporal_stride
+        for label, tensor, scale in [("full", feats.full, 1), ("low", feats.low, stride)]:
+            if not tensor.numel():
+                continue
+            x.grad = None
+            tensor[..., size // 2 // scale, size // 2 // scale].sum().backward(retain_graph=True)
+            support = torch.nonzero(x.grad.abs().sum((0, 1)) > 0)  # type: ignore[union-attr]
+            before = size // 2 - int(support[:, 0].min())
+            after = int(support[:, 0].max()) - size // 2
+            print(f"| {name} | {label} | {before} | {after} | {sicm_receptive_radius(model.config)} |", flush=True)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+def _rss_peak_since_reset() -> tuple[int, int]:
+    """(current RSS, peak RSS) in bytes after resetting the peak (Linux /proc/self/clear_refs)."""
+    status = Path("/proc/self/status").read_text()
+    rss = int(re.search(r"VmRSS:\s+(\d+)", status).group(1)) * 1024  # type: ignore[union-attr]
+    hwm = int(re.search(r"VmHWM:\s+(\d+)", status).group(1)) * 1024  # type: ignore[union-attr]
+    return rss, hwm
+
+
+def peak_bytes(fn, device: torch.device) -> int:  # type: ignore[no-untyped-def]
+    """Peak memory above the starting point while ``fn`` runs (CUDA allocator, or RSS on CPU)."""
+    if device.type == "cuda":
+        sync(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        base = torch.cuda.memory_allocated(device)
+        fn()
+        sync(device)
+        return torch.cuda.max_memory_allocated(device) - base
+    Path("/proc/self/clear_refs").write_text("5")
+    base, _ = _rss_peak_since_reset()
+    fn()
+    _, peak = _rss_peak_since_reset()
+    return peak - base
+
+
+def memory_table(args: argparse.Namespace, device: torch.device) -> None:
+    from estinet.inference import Plan, _Slot
+
+    sizes = [tuple(int(v) for v in s.split("x")) for s in args.memory_sizes.split(",")]
+    print("\n### Working memory (bytes per padded pixel, slope between " + " and ".join(args.memory_sizes.split(",")))
+    print(f"\nMachine: {machine(device)}; device {device}; fp32 unless --half.\n")
+    print("| model | per-frame features | per window (batch 1) |")
+    print("|---|---:|---:|")
+    for name in args.presets.split(","):
+        derainer = Derainer(build(name), device=device, tile=0, batch=1, half=args.half)
+        results = []
+        for height, width in sizes:
+            clip = moving_clip(5, height, width).to(device)
+            plan = Plan(None, 0, 1, 5, 0, None)
+            with torch.inference_mode():
+                if derainer.is_official:
+                    slots = {k: _Slot(clip[k], clip.new_zeros(0), clip.new_zeros(0), torch.zeros(2)) for k in range(5)}
+                    feat = 0
+                else:
+                    from estinet.models.estinet import pad_to_multiple
+
+                    padded = pad_to_multiple(clip)[0]
+                    feat = peak_bytes(lambda p=padded, d=derainer, q=plan: d._features(p[0], q), device)
+                    slots = {}
+                    for k in range(5):
+                        full, low = derainer._features(padded[k], plan)
+                        slots[k] = _Slot(padded[k], full, low, torch.zeros(2))
+                disp = torch.tensor([[[0.3, 2.2], [0.1, 1.1], [0.0, 0.0], [-0.2, -1.3], [-0.4, -2.4]]])
+                disp = disp if derainer.motion else None
+                win = peak_bytes(
+                    lambda r=derainer, s=slots, d=disp, q=plan: r._windows_forward(s, [[0, 1, 2, 3, 4]], d, q), device
+                )
+            pixels = (-(-height // 16) * 16) * (-(-width // 16) * 16)
+            results.append((pixels, feat, win))
+        (p1, f1, w1), (p2, f2, w2) = results[0], results[-1]
+        print(f"| {name} | {(f2 - f1) / (p2 - p1):.0f} | {(w2 - w1) / (p2 - p1):.0f} |", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    parser.add_argument(
+        "--presets", default="tiny,small", help="comma list: tiny, small, paper, official, variant:preset"
+    )
+    parser.add_argument("--height", type=int, default=480)
+    parser.add_argument("--width", type=int, default=640)
+    parser.add_argument("--frames", type=int, default=10, help="frames per timed clip")
+    parser.add_argument("--repeat", type=int, default=2, help="timed repetitions of the streaming run (best is kept)")
+    parser.add_argument("--batch", default="1", help="comma list of window batch sizes for the streaming run")
+    parser.add_argument("--half", action="store_true", help="fp16 (CUDA) / bf16 (CPU) autocast")
+    parser.add_argument("--no-channels-last", action="store_true")
+    parser.add_argument("--no-speed", action="store_true", help="skip the streaming vs per-window table")
+    parser.add_argument("--e2e", action="store_true", help="also time derain_video end to end")
+    parser.add_argument("--e2e-frames", type=int, default=40)
+    parser.add_argument("--margins", action="store_true", help="tiled vs untiled error by margin")
+    parser.add_argument("--margin-list", default="0,32,64,96,128,160,192")
+    parser.add_argument("--receptive-field", action="store_true", help="receptive field of the per-frame features")
+    parser.add_argument("--tile", type=int, default=128, help="tile core for --margins")
+    parser.add_argument("--memory", action="store_true", help="working memory per pixel")
+    parser.add_argument("--memory-sizes", default="240x320,480x640")
+    args = parser.parse_args()
+    if args.memory and args.device == "cpu" and "MALLOC_MMAP_THRESHOLD_" not in os.environ:
+        # glibc keeps freed memory in the heap once its dynamic mmap threshold rises, which hides peaks from RSS:
+        # a fixed threshold makes every large tensor its own mapping, returned to the system when freed
+        env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536", MALLOC_TRIM_THRESHOLD_="0")
+        os.execve(sys.executable, [sys.executable, *sys.argv], env)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    if not args.no_speed:
+        speed_table(args, device)
+    if args.e2e:
+        e2e_table(args, device)
+    if args.receptive_field:
+        receptive_field_table(args, device)
+    if args.margins:
+        margin_table(args, device)
+    if args.memory:
+        memory_table(args, device)
+
+
+if __name__ == "__main__":
+    main()
