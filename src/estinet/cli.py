@@ -88,6 +88,33 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    """Frames/s and peak memory of each model at several sizes, streaming vs per-window."""
+    import json
+
+    from estinet.benchmark import format_results, machine_description, results_as_dicts, run_benchmark
+    from estinet.checkpoint import shipped_weights
+
+    models = args.models or list(shipped_weights())
+    if not models:
+        raise ValueError("no shipped weights to benchmark; pass models, e.g. estinet/tiny or a weights file")
+    modes = ("streaming",) if args.streaming_only else ("streaming", "per-window")
+    results, peak = run_benchmark(models, tuple(args.sizes), args.device, args.frames, args.warmup, modes)
+    print(format_results(results, peak, machine_description(args.device)))
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as fh:
+            json.dump(
+                {
+                    "machine": machine_description(args.device),
+                    "matmul_gflops": peak,
+                    "results": results_as_dicts(results),
+                },
+                fh,
+                indent=1,
+            )
+    return 0
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     """Two-stage training from a YAML config (also under torchrun for DDP)."""
     from estinet.train import train_main
@@ -167,6 +194,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
     p.add_argument("--overwrite", action="store_true", help="replace earlier demo outputs")
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("bench", help="frames/s and peak memory, streaming vs per-window, at several frame sizes")
+    p.add_argument("models", nargs="*", help="weights or variant/preset (default: every shipped model)")
+    p.add_argument(
+        "--sizes", nargs="+", type=_parse_size, default=[(480, 640), (720, 1280), (1080, 1920)], help="HxW sizes"
+    )
+    p.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
+    p.add_argument("--frames", type=int, default=8, help="timed frames per measurement (default 8)")
+    p.add_argument("--warmup", type=int, default=3, help="untimed frames first (default 3)")
+    p.add_argument("--streaming-only", action="store_true", help="skip the per-window reference")
+    p.add_argument("--json", help="also write the results as JSON here")
+    p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("synth", help="render synthetic rain over clean videos into a paired dataset")
     p.add_argument(

@@ -1,0 +1,223 @@
+"""Throughput and memory measurements behind ``estinet bench``.
+
+For each model and frame size, two ways to produce output frames are timed on the current device:
+
+- **streaming**: :meth:`estinet.inference.Derainer.derain_tensors`, where each frame's per-frame work (SICM features,
+  STIM frame gates, motion estimate) is done once and the per-window work once per output frame — what
+  ``estinet derain`` does, without decoding and encoding;
+- **per-window**: :meth:`estinet.inference.Derainer.derain_per_window`, where every output frame recomputes its whole
+  window, the naive sliding window (identical output).
+
+Each measurement runs in a fresh child process so that its peak resident memory (CPU) is its own; on CUDA the peak
+allocated memory is read from the allocator. The share of the machine's peak is the model's counted FLOPs per second
+(:mod:`estinet.models.complexity`) divided by a measured dense matrix-multiply rate on the same device and dtype.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import platform
+import resource
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from estinet.config import ModelConfig, preset_config
+from estinet.models import build_model
+from estinet.models.complexity import measure_complexity
+
+SIZES: tuple[tuple[int, int], ...] = ((480, 640), (720, 1280), (1080, 1920))
+
+
+@dataclass(frozen=True)
+class BenchResult:
+    """One measurement.
+
+    Attributes:
+        model: model name (shipped name or ``variant/preset``).
+        mode: ``streaming`` or ``per-window``.
+        height: frame height.
+        width: frame width.
+        fps: output frames per second.
+        peak_mib: peak memory in MiB (resident set on CPU, allocated on CUDA).
+        gflops_per_frame: counted GFLOPs per output frame in this mode.
+        peak_share: achieved FLOP rate / measured matrix-multiply peak.
+    """
+
+    model: str
+    mode: str
+    height: int
+    width: int
+    fps: float
+    peak_mib: float
+    gflops_per_frame: float
+    peak_share: float
+
+
+def resolve_device(spec: str) -> torch.device:
+    """``cpu``, ``cuda`` or ``auto`` (CUDA when available)."""
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if spec.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device {spec!r} requested but CUDA is not available; use --device cpu")
+    return torch.device(spec)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def matmul_peak_gflops(device: torch.device, n: int = 2048, repeats: int = 5) -> float:
+    """Measured float32 dense matrix-multiply rate in GFLOP/s (2 n^3 FLOPs per product)."""
+    a = torch.randn(n, n, device=device)
+    b = torch.randn(n, n, device=device)
+    with torch.inference_mode():
+        torch.mm(a, b)
+        _sync(device)
+        best = float("inf")
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            torch.mm(a, b)
+            _sync(device)
+            best = min(best, time.perf_counter() - t0)
+    return 2 * n**3 / best / 1e9
+
+
+def _load(spec: str, device: torch.device) -> tuple[nn.Module, ModelConfig]:
+    """A model from weights, or ``variant/preset`` with random weights (speed does not depend on them)."""
+    if "/" in spec and not spec.endswith((".safetensors", ".pt", ".pth")):
+        variant, preset = spec.split("/", 1)
+        torch.manual_seed(0)
+        config = preset_config(variant, preset)
+        return build_model(config).to(device).eval(), config
+    from estinet.checkpoint import load_model
+
+    return load_model(spec, device)
+
+
+def _frames(count: int, height: int, width: int, device: torch.device) -> Iterator[torch.Tensor]:
+    """``count`` random (3, H, W) frames, made one at a time so the stream itself holds no clip."""
+    g = torch.Generator().manual_seed(0)
+    for _ in range(count):
+        yield torch.rand(3, height, width, generator=g).to(device)
+
+
+def _measure(spec: str, mode: str, height: int, width: int, device_name: str, frames: int, warmup: int) -> dict:
+    """Child-process body: derain ``frames`` frames after a ``warmup``-frame run; return fps and peak memory."""
+    from estinet.inference import Derainer
+
+    device = torch.device(device_name)
+    model, config = _load(spec, device)
+    derainer = Derainer(model, config=None if config.variant == "official" else config, device=device, tile=0)
+
+    def run(count: int) -> float:
+        _sync(device)
+        t0 = time.perf_counter()
+        if mode == "streaming":
+            for _ in derainer.derain_tensors(_frames(count, height, width, device)):
+                pass
+        else:
+            derainer.derain_per_window(torch.stack(list(_frames(count, height, width, device))))
+        _sync(device)
+        return time.perf_counter() - t0
+
+    run(warmup)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    seconds = run(frames)
+    if device.type == "cuda":
+        peak = torch.cuda.max_memory_allocated(device) / 2**20
+    else:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    return {"fps": frames / seconds, "peak_mib": peak}
+
+
+def _child(queue: Any, args: tuple) -> None:
+    try:
+        queue.put(_measure(*args))
+    except Exception as exc:  # reported to the parent, which raises
+        queue.put({"error": f"{type(exc).__name__}: {exc}"})
+
+
+def run_benchmark(
+    models: list[str],
+    sizes: tuple[tuple[int, int], ...] = SIZES,
+    device: str = "auto",
+    frames: int = 5,
+    warmup: int = 2,
+    modes: tuple[str, ...] = ("streaming", "per-window"),
+) -> tuple[list[BenchResult], float]:
+    """Measure every (model, size, mode) in its own process.
+
+    Args:
+        models: shipped names, weight files, or ``variant/preset`` for randomly initialised models.
+        sizes: (H, W) frame sizes.
+        device: ``cpu``, ``cuda`` or ``auto``.
+        frames: timed output frames per measurement.
+        warmup: untimed output frames first.
+        modes: ``streaming`` and/or ``per-window``.
+
+    Returns:
+        (results, measured matrix-multiply peak in GFLOP/s).
+    """
+    dev = resolve_device(device)
+    peak = matmul_peak_gflops(dev)
+    ctx = mp.get_context("spawn")
+    results: list[BenchResult] = []
+    for spec in models:
+        _, config = _load(spec, torch.device("cpu"))
+        for h, w in sizes:
+            cost = measure_complexity(config, h, w)
+            for mode in modes:
+                queue = ctx.Queue()
+                proc = ctx.Process(target=_child, args=(queue, (spec, mode, h, w, str(dev), frames, warmup)))
+                proc.start()
+                out = queue.get()
+                proc.join()
+                if "error" in out:
+                    raise RuntimeError(f"benchmark of {spec} at {h}x{w} ({mode}) failed: {out['error']}")
+                gflops = cost.streaming_gflops if mode == "streaming" else cost.window_gflops
+                results.append(
+                    BenchResult(spec, mode, h, w, out["fps"], out["peak_mib"], gflops, out["fps"] * gflops / peak)
+                )
+    return results, peak
+
+
+def machine_description(device: str = "auto") -> str:
+    """One line naming the CPU (and GPU), threads and torch version."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            names = [line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")]
+        cpu = f"{names[0]} x{len(names)}" if names else cpu
+    except OSError:
+        pass
+    dev = resolve_device(device)
+    gpu = f", GPU {torch.cuda.get_device_name(dev)}" if dev.type == "cuda" else ""
+    return f"CPU {cpu}{gpu}; torch {torch.__version__}, {torch.get_num_threads()} threads; device {dev}"
+
+
+def format_results(results: list[BenchResult], peak: float, machine: str) -> str:
+    """Markdown table of the results."""
+    lines = [
+        f"Machine: {machine}; measured float32 matmul peak {peak:.0f} GFLOP/s.",
+        "",
+        "| model | size | mode | frames/s | peak MiB | GFLOPs/frame | share of matmul peak |",
+        "|---|---|---|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        lines.append(
+            f"| {r.model} | {r.width}x{r.height} | {r.mode} | {r.fps:.2f} | {r.peak_mib:.0f} | "
+            f"{r.gflops_per_frame:.2f} | {100 * r.peak_share:.1f}% |"
+        )
+    return "\n".join(lines)
+
+
+def results_as_dicts(results: list[BenchResult]) -> list[dict[str, Any]]:
+    """The results as plain dicts (for JSON)."""
+    return [asdict(r) for r in results]
