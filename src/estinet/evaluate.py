@@ -815,6 +815,7 @@ def open_eval_dataset(
     clip_frames: int = 9,
     crop: int | tuple[int, int] = 224,
     seed: int = 0,
+    camera: str = "mixed",
 ) -> Any:
     """Open a ``KIND:PATH`` dataset for evaluation (full frames, no augmentation).
 
@@ -831,6 +832,7 @@ def open_eval_dataset(
         clip_frames: Frames per synthetic clip.
         crop: Synthetic frame size, an int or (h, w).
         seed: Seed of the synthetic clips and rain.
+        camera: Synthetic camera motion (``mixed``, ``static``, ``pan``, ``handheld``).
 
     Returns:
         The dataset, ready for :func:`evaluate`.
@@ -856,7 +858,15 @@ def open_eval_dataset(
     else:
         sources = list(synthetic_sources)
     return open_dataset(
-        spec, sources=sources, seed=seed, num_frames=clip_frames, crop=crop, length=clips, train=False, flip=False
+        spec,
+        sources=sources,
+        seed=seed,
+        num_frames=clip_frames,
+        crop=crop,
+        length=clips,
+        train=False,
+        flip=False,
+        camera=camera,
     )
 
 

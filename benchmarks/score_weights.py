@@ -1,0 +1,68 @@
+"""Score shipped weights on the held-out synthetic benchmark for their model card.
+
+    python benchmarks/score_weights.py small            # -> docs/results/scores-small.json and a Markdown table
+
+Rows: the rainy input, the 5-frame temporal median, and the model, on ``light`` and ``heavy`` rain (mixed camera)
+and on moving-camera clips (``pan``, ``handheld``), with background PSNR-Y (pixels the renderer left rain-free, where
+ghosting shows) and the mean brightness bias. See ``benchmarks/heldout.py`` for the benchmark's definition.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
+
+import torch
+
+from estinet.evaluate import input_predictor, median_predictor, model_predictor
+from heldout import BENCHMARKS, describe, score
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def main() -> None:
+    """Score and write ``docs/results/scores-NAME.{json,md}``."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("weights", help="shipped name or weights file")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--out", default=str(ROOT / "docs" / "results"))
+    args = parser.parse_args()
+    name = Path(args.weights).stem
+    methods = {
+        "rainy input": input_predictor,
+        "temporal median (5 frames)": median_predictor,
+        f"estinet {name}": model_predictor(args.weights, device=args.device),
+    }
+    results: dict[str, dict] = {}
+    t0 = time.time()
+    for label, predictor in methods.items():
+        results[label] = {bench: score(predictor, bench, label) for bench in BENCHMARKS}
+        print(f"{label}: {time.time() - t0:.0f} s", flush=True)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"scores-{name}.json").write_text(json.dumps(results, indent=1))
+    lines = [
+        f"Command: `python benchmarks/score_weights.py {args.weights} --device {args.device}`; machine: "
+        f"{platform.machine()} CPU, torch {torch.__version__}. Scores: {describe()}.",
+        "",
+        "| method | benchmark | PSNR-Y | SSIM-Y | PSNR-RGB | background PSNR-Y | bias Y | frames/s |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for label, benches in results.items():
+        for bench, r in benches.items():
+            m = r["sequence_mean"]
+            bg = r.get("background_psnr_y")
+            lines.append(
+                f"| {label} | {bench} | {m['psnr_y']:.2f} | {m['ssim_y']:.4f} | {m['psnr_rgb']:.2f} | "
+                f"{'n/a' if bg is None else f'{bg:.2f}'} | {r['brightness_bias']:+.2f} | {r['fps']:.1f} |"
+            )
+    table = "\n".join(lines) + "\n"
+    (out / f"scores-{name}.md").write_text(table)
+    print(table)
+
+
+if __name__ == "__main__":
+    main()
