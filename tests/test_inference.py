@@ -192,10 +192,11 @@ def test_tiled_equals_untiled() -> None:
     model = tiny_model()
     clip = moving(5, 96, 320, shift=2.0)
     whole = Derainer(model, device="cpu", tile=0).derain_clip(clip)
-    tiled = Derainer(model, device="cpu", tile=32)
+    tiled = Derainer(model, device="cpu", tile=32, batch=2)  # two frames / windows per call, in tiles
     out = tiled.derain_clip(clip)
     plan = tiled.last_stats.plan
-    assert plan is not None and plan.tile == 32 and plan.margin == default_tile_margin(model.config) == 96
+    assert plan is not None and plan.tile == 32 and plan.batch == 2
+    assert plan.margin == default_tile_margin(model.config) == 96
     assert (out - whole).abs().max() <= 1e-3
     short = Derainer(model, device="cpu", tile=32, tile_margin=32).derain_clip(clip)
     assert (short - whole).abs().max() > 1e-2  # the margin is what makes tiles agree
@@ -283,6 +284,9 @@ def test_odd_sized_frame_folder_to_folder_and_image_to_image(tmp_path: Path) -> 
     derainer = Derainer(tiny_model(), device="cpu")
     derainer.derain_video(folder, tmp_path / "clean", progress=False)
     assert read_all(tmp_path / "clean").shape == (3, 37, 53, 3)
+    derainer.derain_video(folder, tmp_path / "clean.mp4", progress=False)  # H.264 needs even sizes: padded, cropped
+    with open_frames(tmp_path / "clean.mp4") as video:
+        assert (video.width, video.height, len(list(video))) == (53, 37, 3)
     derainer.derain_video(tmp_path / "clean" / "00000001.png", tmp_path / "one.png", progress=False)
     assert read_all(tmp_path / "one.png").shape == (1, 37, 53, 3)
     with pytest.raises(DerainError, match="image"):
@@ -346,6 +350,9 @@ def test_weights_of_the_wrong_architecture_are_refused(tmp_path: Path) -> None:
     loaded = Derainer(good, device="cpu")
     clip = moving(3)
     assert (loaded.derain_clip(clip) - Derainer(model, device="cpu").derain_clip(clip)).abs().max() < 1e-6
+    with pytest.raises(WeightsError, match=r"'estinet' model \(tiny preset\), not 'sicm-stim-3'"):
+        Derainer(good, device="cpu", variant="sicm-stim-3")
+    assert Derainer(good, device="cpu", variant="estinet").config == model.config
     with pytest.raises(WeightsError, match="not found"):
         Derainer("no-such-weights", device="cpu")
     with pytest.raises(TypeError, match="ESTINet"):

@@ -117,9 +117,10 @@ def default_tile_margin(config: ModelConfig) -> int:
     """Tile overlap per side: :func:`sicm_receptive_radius` rounded up to 16 (96 for ``tiny``, 160 for ``small`` and
     ``paper``); :data:`OFFICIAL_TILE_MARGIN` for ``official``.
 
-    With the whole receptive field inside every crop, a tile core's per-frame terms are exactly those of the whole
-    frame. The per-window part (STIM's recurrence at 1/stride resolution, ESTM) reaches further but fades fast; the
-    window's largest displacement is added to its margin because alignment reads ``x(p + d)``. Measured maximum
+    With its whole receptive field inside every crop, a tile core's full-resolution per-frame term is exactly that
+    of the whole frame. STIM's gate term (pooled by ``temporal_stride``) reaches 16 pixels further and the per-window
+    part (STIM's recurrence, ESTM) further still, but their outermost pixels weigh little; the window's largest
+    displacement is added to the window margin because alignment reads ``x(p + d)``. Measured maximum
     error of tiled against untiled output (H100, fp32 without TF32, random weights, 480x640 frames panning 1.5 px per
     frame, 128-pixel tile cores, ``benchmarks/bench_streaming.py --margins``):
 
@@ -295,7 +296,7 @@ class Plan(NamedTuple):
     Attributes:
         tile: tile core size in pixels, or None for whole frames.
         margin: tile overlap per side (before adding the window's displacement).
-        batch: windows per forward call.
+        batch: frames per per-frame call and windows per window call.
         capacity: frames the ring buffer holds at most.
         estimated_bytes: estimated peak memory of the plan.
         available_bytes: memory that was available when it was made (None: unknown).
@@ -330,7 +331,8 @@ class StreamStats:
 
 
 class _Slot(NamedTuple):
-    """One buffered frame: padded rainy frame (3, Hp, Wp), features (or empty), position (2,) float64 on the CPU."""
+    """One buffered frame: (padded) rainy frame (3, Hp, Wp), per-frame terms ``full`` (3, Hp, Wp) and ``low``
+    (C, Hp/s, Wp/s) (empty for ``official``), and its position (2,) float64 on the CPU."""
 
     rainy: Tensor
     full: Tensor
@@ -389,13 +391,16 @@ class Derainer:
         tile_margin: tile overlap per side in pixels (default :func:`default_tile_margin`: the receptive radius of
             the per-frame features).
         half: half precision: fp16 autocast on CUDA, bf16 autocast on CPU. None: on for CUDA, off for CPU.
-        batch: most windows per forward call (halved while it does not fit in memory; None: 1 on CPU, where larger
-            batches measured slower, and on CUDA the largest of 8, 4, 2, 1 that fits).
+        batch: at most this many frames per per-frame call and windows per ``window_forward`` call (halved while it
+            does not fit in memory; None: 1 on CPU, where 2 measured slower, and on CUDA the largest of 8, 4, 2, 1
+            that fits). Outputs do not depend on it beyond float rounding.
         threads: ``torch.set_num_threads(threads)`` (process-wide) when given.
-        channels_last: channels_last convolution weights (None: on; measured faster on CPU and GPU).
+        channels_last: channels_last convolution weights (None: on; measured 1.3-1.5x faster on a CPU for ``tiny``,
+            and the usual layout for convolutions on GPUs).
         motion: global motion compensation (None: the model's config; always off for ``official``).
         official_windows: for ``official``, use the release's window padding instead of reflection.
         profile: synchronise CUDA around each stage so that :attr:`last_stats` times are exact.
+        variant: the architecture the weights must have (e.g. ``estinet``, ``official``); None accepts any.
 
     Raises:
         WeightsError: weights that cannot be loaded (missing, corrupt, another architecture).
@@ -418,6 +423,7 @@ class Derainer:
         motion: bool | None = None,
         official_windows: bool = False,
         profile: bool = False,
+        variant: str | None = None,
     ) -> None:
         if threads is not None:
             if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
@@ -449,6 +455,14 @@ class Derainer:
         else:
             raise TypeError(
                 f"weights must be a shipped name, a file path, 'COARSE,FINE' or a model, got {type(weights).__name__}"
+            )
+        if variant is not None and variant != config.variant:
+            from estinet.checkpoint import WeightsError
+
+            raise WeightsError(
+                f"weights {weights if isinstance(weights, str | Path) else type(weights).__name__!s} are a "
+                f"{config.variant!r} model ({config.preset} preset), not {variant!r}; pass weights trained for "
+                f"{variant!r} or drop the variant option"
             )
         self.config: ModelConfig = config
         self.is_official = isinstance(model, OfficialESTINet)
@@ -809,13 +823,12 @@ class Derainer:
         if not pending:
             return
         first = count - len(pending)
-        frames = torch.stack([frame for frame, _ in pending])  # (N, 3, H, W)
         if self.is_official:
             for k, (frame, position) in enumerate(pending):
                 slots[first + k] = _Slot(frame, frame.new_zeros(0), frame.new_zeros(0), position)
         else:
             with self._clock(stats, "features"), torch.inference_mode():
-                padded, _ = pad_to_multiple(frames)  # (N, 3, Hp, Wp)
+                padded, _ = pad_to_multiple(torch.stack([frame for frame, _ in pending]))  # (N, 3, Hp, Wp)
                 full, low = self._features(padded, plan)
             for k, (_, position) in enumerate(pending):
                 slots[first + k] = _Slot(padded[k], full[k], low[k] if low.numel() else low, position)
