@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from estinet.benchmark import cpu_name
 from estinet.config import load_experiment
 from estinet.evaluate import Predictor, input_predictor, median_predictor, model_predictor
 from estinet.train import train
@@ -111,7 +111,7 @@ def write_tables(results: dict[str, dict[str, Any]], args: argparse.Namespace) -
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "ablation.json").write_text(json.dumps(results, indent=1))
-    cpu = platform.processor() or platform.machine()
+    cpu = cpu_name()
     lines = [
         "# Ablation (paper Table 3) at the `tiny` width",
         "",

@@ -14,25 +14,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import time
 from collections.abc import Callable
 
 import torch
 
+from estinet.benchmark import cpu_name
 from estinet.models.motion import StreamingMotion, align_to_centre, frames_spectrum, translate
-
-
-def cpu_model() -> str:
-    """CPU model name from /proc/cpuinfo (or platform.processor() elsewhere)."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def panning_clip(frames: int, height: int, width: int, seed: int, device: torch.device) -> torch.Tensor:
@@ -121,7 +109,7 @@ def main(argv: list[str] | None = None) -> None:
 
     load = " / ".join(f"{v:.2f}" for v in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
     hw = f"{args.width}x{args.height}"
-    print(f"Machine: {cpu_model()}, {os.cpu_count()} logical CPUs, load average {load}")
+    print(f"Machine: {cpu_name()}, {os.cpu_count()} logical CPUs, load average {load}")
     print(f"torch {torch.__version__}, {torch.get_num_threads()} intra-op threads, device {device}")
     if device.type == "cuda":
         print(f"GPU: {torch.cuda.get_device_name(device)}")

@@ -12,26 +12,14 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import time
 
 import numpy as np
 import torch
 
+from estinet.benchmark import cpu_name
 from estinet.data.rain import PRESETS, RainRenderer
-
-
-def cpu_model() -> str:
-    """The CPU model name from /proc/cpuinfo (or platform's best guess elsewhere)."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def bench_preset(name: str, height: int, width: int, frames: int, warmup: int, seed: int) -> dict[str, float]:
@@ -73,7 +61,7 @@ def main() -> None:
 
     print(
         f"Rain renderer, {args.width}x{args.height}, {args.frames} frames after {args.warmup} warm-up, "
-        f"{args.threads} thread(s); CPU: {cpu_model()}; numpy {np.__version__}, torch {torch.__version__}\n"
+        f"{args.threads} thread(s); CPU: {cpu_name()}; numpy {np.__version__}, torch {torch.__version__}\n"
     )
     print("| preset | ms/frame (median wall) | ms/frame (p90 wall) | ms/frame (CPU) | drops | setup ms |")
     print("|---|---:|---:|---:|---:|---:|")

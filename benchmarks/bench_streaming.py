@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import re
 import sys
 import tempfile
@@ -27,6 +26,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from estinet.benchmark import cpu_name
 from estinet.config import preset_config
 from estinet.inference import Derainer, sicm_receptive_radius
 from estinet.models import build_model
@@ -34,23 +34,11 @@ from estinet.models.estinet import ESTINet
 from estinet.models.official import OfficialESTINet, random_official_state
 
 
-def cpu_model() -> str:
-    """CPU model name from /proc/cpuinfo (or platform.processor() elsewhere)."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
 def machine(device: torch.device) -> str:
     """One line naming the machine, the torch threads and the load."""
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     text = (
-        f"{cpu_model()}, {os.cpu_count()} logical CPUs, torch {torch.__version__} with {torch.get_num_threads()} "
+        f"{cpu_name()}, {os.cpu_count()} logical CPUs, torch {torch.__version__} with {torch.get_num_threads()} "
         f"threads, load average {load:.1f} at start"
     )
     if device.type == "cuda":
@@ -187,7 +175,7 @@ def margin_table(args: argparse.Namespace, device: torch.device) -> None:
 
 def receptive_field_table(args: argparse.Namespace, device: torch.device) -> None:
     print("\n### Receptive field of the per-frame features (support of the input gradient of one output pixel)\n")
-    print("| model | features | pixels above/left of the output pixel | below/right | rule 34 + 60 * blocks |")
+    print("| model | features | pixels above/left of the output pixel | below/right | sicm_receptive_radius |")
     print("|---|---|---:|---:|---:|")
     for name in args.presets.split(","):
         if name == "official":
@@ -199,7 +187,7 @@ def receptive_field_table(args: argparse.Namespace, device: torch.device) -> Non
         feats = model.frame_features(x)
         stride = model.config.temporal_stride
         for label, tensor, scale in [("full", feats.full, 1), ("low", feats.low, stride)]:
-            if not tensor.numel():
+            if not tensor.numel() or not tensor.requires_grad:  # e.g. paper's per-frame head term is zero
                 continue
             x.grad = None
             tensor[..., size // 2 // scale, size // 2 // scale].sum().backward(retain_graph=True)
@@ -256,11 +244,11 @@ def memory_table(args: argparse.Namespace, device: torch.device) -> None:
                     from estinet.models.estinet import pad_to_multiple
 
                     padded = pad_to_multiple(clip)[0]
-                    feat = peak_bytes(lambda p=padded, d=derainer, q=plan: d._features(p[0], q), device)
+                    feat = peak_bytes(lambda p=padded, d=derainer, q=plan: d._features(p[:1], q), device)
                     slots = {}
                     for k in range(5):
-                        full, low = derainer._features(padded[k], plan)
-                        slots[k] = _Slot(padded[k], full, low, torch.zeros(2))
+                        full, low = derainer._features(padded[k : k + 1], plan)
+                        slots[k] = _Slot(padded[k], full[0], low[0] if low.numel() else low, torch.zeros(2))
                 disp = torch.tensor([[[0.3, 2.2], [0.1, 1.1], [0.0, 0.0], [-0.2, -1.3], [-0.4, -2.4]]])
                 disp = disp if derainer.motion else None
                 win = peak_bytes(

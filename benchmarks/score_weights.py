@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import time
 from pathlib import Path
 
 import torch
 
+from estinet.benchmark import cpu_name
 from estinet.evaluate import input_predictor, median_predictor, model_predictor
 from heldout import BENCHMARKS, describe, score
 
@@ -46,7 +46,7 @@ def main() -> None:
     (out / f"scores-{name}.json").write_text(json.dumps(results, indent=1))
     lines = [
         f"Command: `python benchmarks/score_weights.py {args.weights} --device {args.device}`; machine: "
-        f"{platform.machine()} CPU, torch {torch.__version__}. Scores: {describe()}.",
+        f"{cpu_name()}, torch {torch.__version__}. Scores: {describe()}.",
         "",
         "| method | benchmark | PSNR-Y | SSIM-Y | PSNR-RGB | background PSNR-Y | bias Y | frames/s |",
         "|---|---|---:|---:|---:|---:|---:|---:|",

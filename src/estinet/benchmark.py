@@ -188,15 +188,23 @@ def run_benchmark(
     return results, peak
 
 
-def machine_description(device: str = "auto") -> str:
-    """One line naming the CPU (and GPU), threads and torch version."""
-    cpu = platform.processor() or platform.machine()
+def cpu_name() -> str:
+    """The CPU model name from /proc/cpuinfo (``platform``'s best guess elsewhere)."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            names = [line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")]
-        cpu = f"{names[0]} x{len(names)}" if names else cpu
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
     except OSError:
         pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def machine_description(device: str = "auto") -> str:
+    """One line naming the CPU (and GPU), threads and torch version."""
+    import os
+
+    cpu = f"{cpu_name()} x{os.cpu_count()}"
     dev = resolve_device(device)
     gpu = f", GPU {torch.cuda.get_device_name(dev)}" if dev.type == "cuda" else ""
     return f"CPU {cpu}{gpu}; torch {torch.__version__}, {torch.get_num_threads()} threads; device {dev}"
