@@ -52,9 +52,10 @@ def main() -> None:
         print(f"{label}: {time.time() - t0:.0f} s", flush=True)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    baselines_arg = f" --baselines {args.baselines}" if args.baselines else ""
     (out / f"scores-{name}.json").write_text(json.dumps(results, indent=1))
     lines = [
-        f"Command: `python benchmarks/score_weights.py {args.weights} --device {args.device}`; machine: "
+        f"Command: `python benchmarks/score_weights.py {args.weights} --device {args.device}{baselines_arg}`; machine: "
         f"{cpu_name()}, torch {torch.__version__}. Scores: {describe()}.",
         "",
         "| method | benchmark | PSNR-Y | SSIM-Y | PSNR-RGB | background PSNR-Y | bias Y | frames/s |",
