@@ -28,7 +28,7 @@ from estinet.models import build_model
 from estinet.models.estinet import ESTINet
 from estinet.models.motion import pair_displacements
 from estinet.models.official import OfficialESTINet, official_windows, random_official_state
-from tests.helpers import textured_clip
+from tests.helpers import textured_clip, write_pyav_video
 
 
 def tiny_model(variant: str = "estinet", motion: bool = True, seed: int = 0) -> ESTINet:
@@ -46,36 +46,6 @@ def moving(t: int, h: int = 32, w: int = 48, shift: float = 1.5, seed: int = 0) 
 def to_uint8(frames: torch.Tensor) -> np.ndarray:
     """(T, 3, H, W) in [0, 1] -> (T, H, W, 3) uint8, rounded as a saved frame."""
     return (frames.permute(0, 2, 3, 1) * 255).round().clamp(0, 255).to(torch.uint8).numpy()
-
-
-def av_video(path: Path, frames: np.ndarray, fps: int = 12, audio: bool = True) -> None:
-    """Write an H.264 mp4 (with a 440 Hz AAC track) with PyAV directly, independent of the code under test."""
-    container = av.open(str(path), "w")
-    stream = container.add_stream("libx264", rate=fps)
-    stream.height, stream.width = frames.shape[1:3]
-    stream.pix_fmt = "yuv420p"
-    track = None
-    if audio:
-        track = container.add_stream("aac", rate=44100)
-        track.layout = "mono"
-    for index, array in enumerate(frames):
-        frame = av.VideoFrame.from_ndarray(array, format="rgb24")
-        frame.pts = index
-        for packet in stream.encode(frame):
-            container.mux(packet)
-    for packet in stream.encode(None):
-        container.mux(packet)
-    if track is not None:
-        t = np.arange(round(44100 * len(frames) / fps)) / 44100
-        wave = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)[None]
-        audio_frame = av.AudioFrame.from_ndarray(wave, format=track.codec_context.format.name, layout="mono")
-        audio_frame.sample_rate = 44100
-        audio_frame.pts = 0
-        for packet in track.encode(audio_frame):
-            container.mux(packet)
-        for packet in track.encode(None):
-            container.mux(packet)
-    container.close()
 
 
 def leftovers(folder: Path) -> list[str]:
@@ -261,7 +231,7 @@ def test_derain_frames_rounds_like_a_saved_frame() -> None:
 
 def test_video_keeps_size_fps_frame_count_and_audio(tmp_path: Path) -> None:
     src = tmp_path / "rainy.mp4"
-    av_video(src, to_uint8(moving(9, 48, 64)), fps=12)
+    write_pyav_video(src, to_uint8(moving(9, 48, 64)), fps=12, audio_codec="aac")
     dst = tmp_path / "out" / "clean.mp4"
     derainer = Derainer(tiny_model(), device="cpu")
     assert derainer.derain_video(src, dst, compare=True, progress=False) == dst
@@ -296,7 +266,7 @@ def test_odd_sized_frame_folder_to_folder_and_image_to_image(tmp_path: Path) -> 
 
 def test_existing_output_is_refused_untouched_unless_overwrite(tmp_path: Path) -> None:
     src = tmp_path / "rainy.mp4"
-    av_video(src, to_uint8(moving(3, 32, 32)), audio=False)
+    write_pyav_video(src, to_uint8(moving(3, 32, 32)), fps=12)
     dst = tmp_path / "clean.mp4"
     dst.write_bytes(b"precious")
     derainer = Derainer(tiny_model(), device="cpu")
@@ -316,7 +286,7 @@ def test_existing_output_is_refused_untouched_unless_overwrite(tmp_path: Path) -
 @pytest.mark.filterwarnings("ignore:a PNG frame folder")
 def test_no_partial_output_when_interrupted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     src = tmp_path / "rainy.mp4"
-    av_video(src, to_uint8(moving(8, 32, 32)))
+    write_pyav_video(src, to_uint8(moving(8, 32, 32)), fps=12, audio_codec="aac")
     derainer = Derainer(tiny_model(), device="cpu")
     real = Derainer.derain_frames
 
@@ -384,7 +354,7 @@ def test_option_validation() -> None:
 
 def test_derain_main(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     src = tmp_path / "rainy.mp4"
-    av_video(src, to_uint8(moving(3, 32, 32)), audio=False)
+    write_pyav_video(src, to_uint8(moving(3, 32, 32)), fps=12)
     model = tiny_model()
     monkeypatch.setattr("estinet.checkpoint.load_model", lambda spec, device="cpu": (model, model.config))
     assert derain_main(src, tmp_path / "clean.mkv", weights="tiny", device="cpu", lossless=True, progress=False) == 0

@@ -25,6 +25,7 @@ from estinet.data.video_io import (
     read_image,
     write_video,
 )
+from tests.helpers import write_pyav_video
 
 H, W = 36, 50
 
@@ -41,60 +42,6 @@ def _frames(n: int, height: int = H, width: int = W, seed: int = 0) -> np.ndarra
         frame = np.stack([r, g, b], axis=-1) + rng.normal(0, 2, (height, width, 1))
         out[t] = np.clip(np.rint(frame), 0, 255).astype(np.uint8)
     return out
-
-
-def _pyav_video(
-    path: Path,
-    frames: np.ndarray,
-    *,
-    fps: Fraction | int = 25,
-    codec: str = "libx264",
-    pix_fmt: str = "yuv420p",
-    audio_codec: str | None = None,
-    audio_seconds: float | None = None,
-    click_at: float | None = None,
-    comment: str | None = None,
-) -> None:
-    """Write a fixture with PyAV directly (independent of the code under test).
-
-    With ``audio_codec`` it adds 44.1 kHz mono audio: a 440 Hz sine, or with ``click_at`` silence with one 10 ms
-    1 kHz burst starting ``click_at`` seconds into the audio (a sync marker).
-    """
-    container = av.open(str(path), "w")
-    if comment is not None:
-        container.metadata["comment"] = comment
-    stream = container.add_stream(codec, rate=fps)
-    stream.height, stream.width = frames.shape[1:3]
-    stream.pix_fmt = pix_fmt
-    audio = None
-    if audio_codec is not None:
-        audio = container.add_stream(audio_codec, rate=44100)
-        audio.layout = "mono"
-    container.start_encoding()
-    for index, array in enumerate(frames):
-        frame = av.VideoFrame.from_ndarray(array, format="rgb24")
-        frame.pts = index
-        for packet in stream.encode(frame):
-            container.mux(packet)
-    for packet in stream.encode(None):
-        container.mux(packet)
-    if audio is not None:
-        seconds = audio_seconds if audio_seconds is not None else len(frames) / float(fps)
-        t = np.arange(round(44100 * seconds)) / 44100
-        wave = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)[None]
-        if click_at is not None:
-            burst = (t >= click_at) & (t < click_at + 0.01)
-            wave = (0.8 * np.sin(2 * np.pi * 1000 * (t - click_at)) * burst).astype(np.float32)[None]
-        sample_format = audio.codec_context.format.name
-        data = (wave * 32767).astype(np.int16) if sample_format == "s16" else wave
-        audio_frame = av.AudioFrame.from_ndarray(data, format=sample_format, layout="mono")
-        audio_frame.sample_rate = 44100
-        audio_frame.pts = 0
-        for packet in audio.encode(audio_frame):
-            container.mux(packet)
-        for packet in audio.encode(None):
-            container.mux(packet)
-    container.close()
 
 
 def _audio_info(path: Path) -> tuple[str, float] | None:
@@ -255,7 +202,7 @@ def test_display_rotation_is_applied(tmp_path: Path) -> None:
 
 def test_size_tag_ignored_when_it_does_not_fit_the_stream(tmp_path: Path) -> None:
     path = tmp_path / "tagged.mp4"
-    _pyav_video(path, _frames(2), comment="estinet_size=20x10")
+    write_pyav_video(path, _frames(2), comment="estinet_size=20x10")
     with open_frames(path) as source:
         assert (source.width, source.height) == (W, H)
         assert next(iter(source)).shape == (H, W, 3)
@@ -265,7 +212,7 @@ def test_size_tag_ignored_when_it_does_not_fit_the_stream(tmp_path: Path) -> Non
 def test_reads_avi_written_by_other_tools(tmp_path: Path, codec: str, pix_fmt: str) -> None:
     clip = _frames(5)
     path = tmp_path / f"{codec}.avi"
-    _pyav_video(path, clip, fps=Fraction(30000, 1001), codec=codec, pix_fmt=pix_fmt)
+    write_pyav_video(path, clip, fps=Fraction(30000, 1001), codec=codec, pix_fmt=pix_fmt)
     with open_frames(path) as source:
         assert (source.num_frames, source.width, source.height) == (5, W, H)
         assert source.fps_fraction == Fraction(30000, 1001)
@@ -276,7 +223,7 @@ def test_reads_avi_written_by_other_tools(tmp_path: Path, codec: str, pix_fmt: s
 
 def test_high_bit_depth_video_warns_once(tmp_path: Path) -> None:
     path = tmp_path / "ten_bit.mkv"
-    _pyav_video(path, _frames(3), codec="libx264", pix_fmt="yuv420p10le")
+    write_pyav_video(path, _frames(3), codec="libx264", pix_fmt="yuv420p10le")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         frames = read_all(path)
@@ -297,7 +244,7 @@ def test_video_source_iterates_again_from_the_start(tmp_path: Path) -> None:
 
 def test_streaming_decodes_only_what_is_consumed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "long.mp4"
-    _pyav_video(path, _frames(100, height=16, width=16), codec="libx264")
+    write_pyav_video(path, _frames(100, height=16, width=16), codec="libx264")
     decoded = 0
     original = video_io.VideoFileSource._decode
 
@@ -510,7 +457,7 @@ def test_file_without_video_stream(tmp_path: Path) -> None:
 
 def test_zero_frame_video(tmp_path: Path) -> None:
     path = tmp_path / "empty.avi"
-    _pyav_video(path, np.zeros((0, H, W, 3), np.uint8), codec="mpeg4")
+    write_pyav_video(path, np.zeros((0, H, W, 3), np.uint8), codec="mpeg4")
     with pytest.raises(VideoIOError, match=r"empty\.avi contains no decodable video frames"):
         open_frames(path)
 
@@ -613,7 +560,7 @@ def _dir(path: Path) -> Path:
 @pytest.mark.parametrize("out_suffix", [".mp4", ".mkv"])
 def test_audio_is_copied_without_reencoding(tmp_path: Path, source_suffix: str, out_suffix: str) -> None:
     source_path = tmp_path / f"rainy{source_suffix}"
-    _pyav_video(source_path, _frames(25), audio_codec="aac")
+    write_pyav_video(source_path, _frames(25), audio_codec="aac")
     source_audio = _audio_info(source_path)
     assert source_audio is not None and source_audio[1] == pytest.approx(1.0, abs=0.1)
     out = tmp_path / f"derained{out_suffix}"
@@ -649,7 +596,7 @@ def _click_after_first_frame(path: Path) -> float:
 @pytest.mark.parametrize("out_suffix", [".mp4", ".mkv"])
 def test_audio_stays_in_sync_when_timestamps_do_not_start_at_zero(tmp_path: Path, out_suffix: str) -> None:
     source_path = tmp_path / "broadcast.ts"  # MPEG-TS: timestamps do not start at 0
-    _pyav_video(source_path, _frames(25), audio_codec="aac", click_at=0.5)
+    write_pyav_video(source_path, _frames(25), audio_codec="aac", click_at=0.5)
     with av.open(str(source_path)) as container:
         assert container.streams.video[0].start_time > 0
     expected = _click_after_first_frame(source_path)
@@ -660,7 +607,7 @@ def test_audio_stays_in_sync_when_timestamps_do_not_start_at_zero(tmp_path: Path
 
 def test_incompatible_audio_is_transcoded_to_aac(tmp_path: Path) -> None:
     source_path = tmp_path / "pcm.avi"
-    _pyav_video(source_path, _frames(25), codec="mpeg4", audio_codec="pcm_s16le")
+    write_pyav_video(source_path, _frames(25), codec="mpeg4", audio_codec="pcm_s16le")
     out = write_video(tmp_path / "out.mp4", _frames(25), 25, audio_from=source_path)
     out_audio = _audio_info(out)
     assert out_audio is not None and out_audio[0] == "aac"
