@@ -70,3 +70,11 @@ def test_official_pair_loads(tmp_path: Path) -> None:
     assert refined.shape == (1, 3, 16, 24)
     with pytest.raises(WeightsError, match="not found"):
         load_model(f"{tmp_path / 'c.pth.tar'},{tmp_path / 'missing'}")
+
+
+def test_unreadable_checkpoint_error_is_one_line(tmp_path: Path) -> None:
+    bad = tmp_path / "notes.pt"
+    bad.write_text("model: tiny\nsteps: 10\n")
+    with pytest.raises(WeightsError) as exc:
+        load_model(bad)
+    assert "\n" not in str(exc.value) and "cannot be read as a checkpoint" in str(exc.value)

@@ -176,7 +176,10 @@ def _torch_load(path: Path) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for truncated/foreign files
-        raise WeightsError(f"{path} cannot be read as a checkpoint ({type(exc).__name__}: {exc})") from exc
+        raise WeightsError(
+            f"{path} cannot be read as a checkpoint ({type(exc).__name__}: not a PyTorch file, or truncated); pass a "
+            ".safetensors file, an estinet training checkpoint, or the authors' COARSE,FINE checkpoints"
+        ) from exc
 
 
 def _load_official(coarse: str, fine: str, device: str | torch.device) -> tuple[nn.Module, ModelConfig]:
