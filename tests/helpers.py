@@ -48,11 +48,13 @@ def write_pyav_video(
     audio_seconds: float | None = None,
     click_at: float | None = None,
     comment: str | None = None,
+    rotation: int | None = None,
 ) -> None:
     """Write a fixture with PyAV directly (independent of the code under test).
 
     With ``audio_codec`` it adds 44.1 kHz mono audio: a 440 Hz sine, or with ``click_at`` silence with one 10 ms
-    1 kHz burst starting ``click_at`` seconds into the audio (a sync marker).
+    1 kHz burst starting ``click_at`` seconds into the audio (a sync marker). ``rotation`` sets the display-rotation
+    metadata in degrees (as phones record).
     """
     container = av.open(str(path), "w")
     if comment is not None:
@@ -60,6 +62,8 @@ def write_pyav_video(
     stream = container.add_stream(codec, rate=fps)
     stream.height, stream.width = frames.shape[1:3]
     stream.pix_fmt = pix_fmt
+    if rotation is not None:
+        stream.set_display_rotation(rotation)
     audio = None
     if audio_codec is not None:
         audio = container.add_stream(audio_codec, rate=44100)

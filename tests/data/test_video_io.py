@@ -181,18 +181,8 @@ def test_display_rotation_is_applied(tmp_path: Path) -> None:
     path = tmp_path / "phone.mp4"
     coded = np.zeros((2, H, W, 3), np.uint8)
     coded[:, :6, :10] = 255  # white block in the stored top-left corner
-    container = av.open(str(path), "w")
-    stream = container.add_stream("libx264", rate=25)
-    stream.width, stream.height, stream.pix_fmt = W, H, "yuv420p"
-    stream.set_display_rotation(-90)  # players turn it 90 degrees clockwise, as for an upright phone recording
-    for index, array in enumerate(coded):
-        frame = av.VideoFrame.from_ndarray(array, format="rgb24")
-        frame.pts = index
-        for packet in stream.encode(frame):
-            container.mux(packet)
-    for packet in stream.encode(None):
-        container.mux(packet)
-    container.close()
+    # players turn it 90 degrees clockwise, as for an upright phone recording
+    write_pyav_video(path, coded, fps=25, rotation=-90)
     with open_frames(path) as source:
         assert (source.width, source.height) == (H, W)
         upright = next(iter(source))
