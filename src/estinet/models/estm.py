@@ -15,13 +15,16 @@ from estinet.models.sicm import conv3x3
 
 
 class TemporalConv3d(nn.Conv3d):
-    """A 3x3x3 conv without temporal padding (spatial padding 1), computed as one 2D conv.
+    """A 3x3x3 conv without temporal padding (spatial padding 1), computed as 2D convs, one per temporal tap.
 
-    The weights and their state-dict names are those of :class:`torch.nn.Conv3d`; the computation stacks the three
-    frames each output step sees into channels (channel index ``c_in * 3 + dt``) and runs a single 2D conv. This is
-    the same function as ``nn.Conv3d`` but several times faster on CPUs, where 3D convolution kernels are slow.
+    The weights and their state-dict names are those of :class:`torch.nn.Conv3d`. Output step ``j`` is
+    ``bias + sum_k conv2d(frame[j + k], weight[:, :, k])``: three 2D convs (one per tap, each over all output steps at
+    once) and two additions. This is the same function as ``nn.Conv3d``; on CPUs it is several times faster than
+    both the 3D kernel and a single 2D conv over three stacked frames (whose ``3 * C_in`` input channels fall off
+    oneDNN's fast paths, ``benchmarks/bench_streaming.py``).
 
-    Input (N, C_in, T, H, W) -> output (N, C_out, T - 2, H, W).
+    Input (N, C_in, T, H, W) -> output (N, C_out, T - 2, H, W); :meth:`frames` takes and returns frame-major
+    (N, T, C, H, W) tensors and avoids the transposes.
     """
 
     def __init__(self, c_in: int, c_out: int) -> None:
@@ -29,15 +32,32 @@ class TemporalConv3d(nn.Conv3d):
 
     def forward(self, x: Tensor) -> Tensor:
         """(N, C_in, T, H, W) -> (N, C_out, T - 2, H, W)."""
-        n, c, t, height, width = x.shape
+        return self.frames(x.transpose(1, 2)).transpose(1, 2)
+
+    def frames(self, x: Tensor) -> Tensor:
+        """Frame-major form: (N, T, C_in, H, W) -> (N, T - 2, C_out, H, W)."""
+        n, t, c, height, width = x.shape
         steps = t - 2
         if steps < 1:
             raise ValueError(f"TemporalConv3d needs at least 3 frames, got {t}")
-        win = torch.stack([x[:, :, k : k + 3] for k in range(steps)], dim=1)  # (N, T-2, C_in, 3, H, W)
-        win = win.reshape(n * steps, c * 3, height, width)
-        w = self.weight.reshape(self.out_channels, c * 3, 3, 3)
-        y = F.conv2d(win, w, self.bias, padding=1)  # (N*(T-2), C_out, H, W)
-        return y.reshape(n, steps, self.out_channels, height, width).transpose(1, 2)
+        if c != self.in_channels:
+            raise ValueError(f"TemporalConv3d expects {self.in_channels} channels, got {c}")
+        # On CPUs, oneDNN's NCHW convolution with these few channels is several times slower for a batch of N
+        # images than for N single images (measured 136 vs 24 ms for 3 images of 6 -> 4 channels at 640x480), so
+        # there each output step is its own batch of one; elsewhere the steps form one batch.
+        groups = [x] if x.device.type != "cpu" else [x[i : i + 1, j : j + 3] for i in range(n) for j in range(steps)]
+        outs = []
+        for group in groups:
+            m = group.shape[0] * (group.shape[1] - 2)
+            y: Tensor | None = None
+            for k in range(3):  # conv2d follows the memory format of the taps and weights
+                taps = group[:, k : k + group.shape[1] - 2].reshape(m, c, height, width)
+                term = F.conv2d(taps, self.weight[:, :, k], self.bias if k == 0 else None, padding=1)
+                y = term if y is None else y.add_(term)
+            assert y is not None
+            outs.append(y)
+        y = outs[0] if len(outs) == 1 else torch.cat(outs)
+        return y.reshape(n, steps, self.out_channels, height, width)
 
 
 class DenseBlock(nn.Module):
@@ -86,8 +106,8 @@ class ESTM(nn.Module):
         """coarse, rainy (N, 5, 3, H, W) -> refined centre frame (N, 3, H, W)."""
         if coarse.shape[1] != 5:
             raise ValueError(f"ESTM needs windows of exactly 5 frames, got {coarse.shape[1]}")
-        vol = torch.cat([coarse, rainy], dim=2).transpose(1, 2) - 0.5  # (N, 6, 5, H, W)
-        y = F.relu(self.conv3d_1(vol))  # (N, C, 3, H, W)
-        y = F.relu(self.conv3d_2(y)).squeeze(2)  # (N, C, H, W)
+        vol = torch.cat([coarse, rainy], dim=2).sub_(0.5)  # (N, 5, 6, H, W), frame-major
+        y = F.relu(self.conv3d_1.frames(vol))  # (N, 3, C, H, W)
+        y = F.relu(self.conv3d_2.frames(y)).squeeze(1)  # (N, C, H, W)
         y = self.blocks(y)
         return coarse[:, 2] + self.out(y)

@@ -1,0 +1,64 @@
+"""ESTM: the per-tap TemporalConv3d is nn.Conv3d's function, in both layouts, and the refiner's shapes."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from estinet.inference import _channels_last_taps
+from estinet.models.estm import ESTM, TemporalConv3d
+
+
+@pytest.mark.parametrize(("batch", "frames"), [(1, 3), (2, 5), (3, 4)])
+def test_temporal_conv_equals_conv3d(batch: int, frames: int) -> None:
+    torch.manual_seed(0)
+    conv = TemporalConv3d(6, 4).double()
+    x = torch.randn(batch, 6, frames, 9, 13, dtype=torch.float64)
+    want = F.conv3d(x, conv.weight, conv.bias, padding=(0, 1, 1))
+    torch.testing.assert_close(conv(x), want, rtol=0, atol=1e-12)
+    frame_major = conv.frames(x.transpose(1, 2).contiguous())
+    torch.testing.assert_close(frame_major, want.transpose(1, 2), rtol=0, atol=1e-12)
+
+
+def test_temporal_conv_gradients_equal_conv3d() -> None:
+    torch.manual_seed(1)
+    conv = TemporalConv3d(3, 2).double()
+    x = torch.randn(2, 3, 5, 7, 6, dtype=torch.float64, requires_grad=True)
+    conv(x).square().sum().backward()
+    grads = (x.grad.clone(), conv.weight.grad.clone(), conv.bias.grad.clone())
+    x.grad, conv.weight.grad, conv.bias.grad = None, None, None
+    F.conv3d(x, conv.weight, conv.bias, padding=(0, 1, 1)).square().sum().backward()
+    for got, want in zip(grads, (x.grad, conv.weight.grad, conv.bias.grad), strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
+
+
+def test_channels_last_tap_weights_same_output() -> None:
+    torch.manual_seed(2)
+    conv = TemporalConv3d(6, 4)
+    x = torch.rand(1, 5, 6, 16, 20)
+    want = conv.frames(x)
+    conv.weight.data = _channels_last_taps(conv.weight.data)
+    assert all(conv.weight[:, :, k].is_contiguous(memory_format=torch.channels_last) for k in range(3))
+    torch.testing.assert_close(conv.frames(x), want, rtol=1e-5, atol=1e-5)
+
+
+def test_temporal_conv_refuses_short_or_wrong_input() -> None:
+    conv = TemporalConv3d(6, 4)
+    with pytest.raises(ValueError, match="at least 3 frames"):
+        conv.frames(torch.rand(1, 2, 6, 8, 8))
+    with pytest.raises(ValueError, match="expects 6 channels"):
+        conv.frames(torch.rand(1, 5, 3, 8, 8))
+
+
+def test_estm_refines_the_centre_frame() -> None:
+    torch.manual_seed(3)
+    estm = ESTM(channels=4, blocks=1, layers=1, growth=4)
+    coarse, rainy = torch.rand(2, 5, 3, 12, 10), torch.rand(2, 5, 3, 12, 10)
+    out = estm(coarse, rainy)
+    assert out.shape == (2, 3, 12, 10)
+    torch.nn.init.zeros_(estm.out.weight)
+    torch.nn.init.zeros_(estm.out.bias)
+    torch.testing.assert_close(estm(coarse, rainy), coarse[:, 2])
+    with pytest.raises(ValueError, match="exactly 5 frames"):
+        estm(coarse[:, :4], rainy[:, :4])
