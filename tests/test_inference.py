@@ -304,6 +304,40 @@ def test_no_partial_output_when_interrupted(tmp_path: Path, monkeypatch: pytest.
     assert sorted(p.name for p in tmp_path.iterdir()) == ["rainy.mp4"]
 
 
+def test_encoder_error_on_worker_thread_is_raised_and_leaves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from estinet.data.video_io import VideoWriter
+
+    src = tmp_path / "rainy.mp4"
+    write_pyav_video(src, to_uint8(moving(12, 32, 32)), fps=12)
+    real = VideoWriter.write
+
+    def full_disk(self: VideoWriter, frame: np.ndarray) -> None:
+        if self.frames_written == 3:
+            raise VideoIOError(f"encoding frame 3 of {self.path} failed (No space left on device)")
+        real(self, frame)
+
+    monkeypatch.setattr(VideoWriter, "write", full_disk)
+    dst = tmp_path / "clean.mp4"
+    with pytest.raises(VideoIOError, match="No space left"):
+        Derainer(tiny_model(), device="cpu").derain_video(src, dst, compare=True, progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rainy.mp4"]
+
+
+def test_x264_preset_is_passed_and_checked(tmp_path: Path) -> None:
+    src = tmp_path / "rainy.mp4"
+    write_pyav_video(src, to_uint8(moving(6, 32, 32)), fps=12)
+    derainer = Derainer(tiny_model(), device="cpu")
+    with pytest.raises(VideoIOError, match="unknown x264 preset 'quick'"):
+        derainer.derain_video(src, tmp_path / "a.mp4", progress=False, x264_preset="quick")
+    assert not (tmp_path / "a.mp4").exists()
+    fast = derainer.derain_video(src, tmp_path / "fast.mp4", progress=False, x264_preset="ultrafast")
+    slow = derainer.derain_video(src, tmp_path / "slow.mp4", progress=False, x264_preset="medium")
+    assert len(read_all(fast)) == len(read_all(slow)) == 6
+    assert fast.stat().st_size != slow.stat().st_size  # the preset reached the encoder
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # weights and options
 # ---------------------------------------------------------------------------------------------------------------------

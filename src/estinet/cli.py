@@ -77,6 +77,7 @@ def cmd_derain(args: argparse.Namespace) -> int:
         official_windows=args.official_windows,
         tile_margin=args.tile_margin,
         progress=not args.quiet,
+        x264_preset=args.x264_preset,
     )
 
 
@@ -149,6 +150,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand."""
     from estinet.config import PRESETS, VARIANTS
+    from estinet.data.video_io import X264_PRESETS
 
     parser = argparse.ArgumentParser(prog="estinet", description="Remove rain from videos with ESTINet.")
     parser.add_argument("--version", action="version", version=f"estinet {__version__}")
@@ -181,6 +183,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compare", action="store_true", help="also write a side-by-side (rainy | derained) video")
     p.add_argument("--lossless", action="store_true", help="lossless video output (FFV1/x264rgb)")
     p.add_argument("--crf", type=int, default=18, help="H.264 quality, lower is better (default 18)")
+    p.add_argument(
+        "--x264-preset",
+        choices=X264_PRESETS,
+        default="veryfast",
+        help="H.264 encoder speed (default veryfast; medium: smaller files, slower)",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_derain)

@@ -53,6 +53,8 @@ import contextlib
 import copy
 import math
 import os
+import queue
+import threading
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
@@ -961,6 +963,7 @@ class Derainer:
         lossless: bool = False,
         crf: int = 18,
         progress: bool = True,
+        x264_preset: str = "veryfast",
     ) -> Path:
         """Derain a video file, frame folder or image into a video, frame folder or image.
 
@@ -978,6 +981,7 @@ class Derainer:
             lossless: lossless video (FFV1 in .mkv/.avi, x264 RGB QP 0 in .mp4/.mov).
             crf: x264 quality for H.264 outputs (0-51; 18 is visually lossless).
             progress: show a tqdm progress bar (frames/s and ETA).
+            x264_preset: x264 speed preset (``veryfast`` default; ``medium`` makes smaller files, more slowly).
 
         Returns:
             The output path.
@@ -996,10 +1000,13 @@ class Derainer:
             if out.exists() and src.exists() and out.resolve() == src.resolve():
                 raise DerainError(f"output {out} is the input file; pick another output path")
         with open_frames(src) as source:
-            sinks = _open_sinks(source, src, dst, compare_path, overwrite=overwrite, lossless=lossless, crf=crf)
+            sinks = _open_sinks(
+                source, src, dst, compare_path, overwrite=overwrite, lossless=lossless, crf=crf, preset=x264_preset
+            )
             rainy_queue: deque[np.ndarray] = deque()
             bar = tqdm(total=source.num_frames, unit="frame", desc=src.name, disable=not progress, dynamic_ncols=True)
-            decode = encode = 0.0
+            decode = 0.0
+            writer = _BackgroundWriter(sinks)
             try:
 
                 def decoded() -> Iterator[np.ndarray]:
@@ -1016,23 +1023,23 @@ class Derainer:
                         yield frame
 
                 for out in self.derain_frames(decoded()):
-                    start = time.perf_counter()
-                    sinks[0].write(out)
-                    if compare_path is not None:
-                        sinks[1].write(np.concatenate([rainy_queue.popleft(), out], axis=1))
-                    encode += time.perf_counter() - start
+                    writer.put(out, rainy_queue.popleft() if compare_path is not None else None)
                     bar.update(1)
+                wait = time.perf_counter()
+                writer.finish()
                 start = time.perf_counter()
                 _close_all(sinks)
-                encode += time.perf_counter() - start
+                writer.seconds += time.perf_counter() - start
+                self.last_stats.seconds["encode wait"] = start - wait
             except BaseException:
+                writer.stop()
                 for sink in sinks:
                     sink.abort()
                 raise
             finally:
                 bar.close()
                 self.last_stats.seconds["decode"] = decode
-                self.last_stats.seconds["encode"] = encode
+                self.last_stats.seconds["encode"] = writer.seconds
         return sinks[0].path
 
 
@@ -1047,6 +1054,68 @@ def _compare_path(dst: Path, compare: bool | str | Path) -> Path | None:
     if compare is True:
         return dst.with_name(f"{dst.stem}_compare{dst.suffix}")
     return Path(compare)
+
+
+class _BackgroundWriter:
+    """Encode output frames on a worker thread, so that encoding overlaps the model.
+
+    PyAV (FFmpeg) and NumPy release the GIL while they work, so on a multi-core machine the encoder runs beside
+    torch. At most ``depth`` frames wait in the queue (memory stays flat in the video length). An error on the worker
+    is raised in the caller at its next :meth:`put` or at :meth:`finish`; the worker then discards what is queued.
+
+    Args:
+        sinks: the output sink and, optionally, the comparison sink (written ``rainy | derained``).
+        depth: queued frames at most.
+    """
+
+    def __init__(self, sinks: list[Any], depth: int = 4) -> None:
+        self._sinks = sinks
+        self._queue: queue.Queue[tuple[np.ndarray, np.ndarray | None] | None] = queue.Queue(maxsize=depth)
+        self._error: BaseException | None = None
+        self._stopped = False
+        self.seconds = 0.0  # time the worker spent encoding (overlapped with the model)
+        self._thread = threading.Thread(target=self._run, name="estinet-encoder", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            if self._error is not None or self._stopped:
+                continue  # drain without writing
+            out, rainy = item
+            start = time.perf_counter()
+            try:
+                self._sinks[0].write(out)
+                if rainy is not None:
+                    self._sinks[1].write(np.concatenate([rainy, out], axis=1))
+            except BaseException as error:  # handed to the caller
+                self._error = error
+            self.seconds += time.perf_counter() - start
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def put(self, out: np.ndarray, rainy: np.ndarray | None) -> None:
+        """Queue one derained frame (and its rainy frame for the comparison output)."""
+        self._raise()
+        self._queue.put((out, rainy))
+
+    def finish(self) -> None:
+        """Wait until every queued frame is written; raise the worker's error, if any."""
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+        self._raise()
+
+    def stop(self) -> None:
+        """Discard queued frames and end the worker (on errors and interruptions)."""
+        self._stopped = True
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
 
 
 class _ImageSink:
@@ -1090,7 +1159,15 @@ class _ImageSink:
 
 
 def _open_sinks(
-    source: Any, src: Path, dst: Path, compare: Path | None, *, overwrite: bool, lossless: bool, crf: int
+    source: Any,
+    src: Path,
+    dst: Path,
+    compare: Path | None,
+    *,
+    overwrite: bool,
+    lossless: bool,
+    crf: int,
+    preset: str,
 ) -> list[Any]:
     """Open the output (and comparison) writers before any work; on failure nothing is left open."""
     from estinet.data.video_io import IMAGE_SUFFIXES, open_writer
@@ -1111,7 +1188,15 @@ def _open_sinks(
             else:
                 sinks.append(
                     open_writer(
-                        path, fps, width, source.height, kind=kind, crf=crf, audio_from=audio, overwrite=overwrite
+                        path,
+                        fps,
+                        width,
+                        source.height,
+                        kind=kind,
+                        crf=crf,
+                        audio_from=audio,
+                        overwrite=overwrite,
+                        x264_preset=preset,
                     )
                 )
     except BaseException:
@@ -1164,6 +1249,7 @@ def derain_main(
     official_windows: bool = False,
     tile_margin: int | None = None,
     progress: bool = True,
+    x264_preset: str = "veryfast",
 ) -> int:
     """``estinet derain INPUT -o OUTPUT``: derain one video, frame folder or image and print a summary line.
 
@@ -1184,6 +1270,7 @@ def derain_main(
         official_windows: the release's window padding (``official`` weights only).
         tile_margin: tile overlap per side in pixels.
         progress: show a progress bar.
+        x264_preset: x264 speed preset of H.264 outputs.
 
     Returns:
         0 on success (errors raise: VideoIOError, WeightsError, DerainError).
@@ -1201,7 +1288,14 @@ def derain_main(
     )
     start = time.perf_counter()
     path = derainer.derain_video(
-        input, output, compare=compare, overwrite=overwrite, lossless=lossless, crf=crf, progress=progress
+        input,
+        output,
+        compare=compare,
+        overwrite=overwrite,
+        lossless=lossless,
+        crf=crf,
+        progress=progress,
+        x264_preset=x264_preset,
     )
     elapsed = time.perf_counter() - start
     stats = derainer.last_stats
