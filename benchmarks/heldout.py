@@ -3,7 +3,8 @@
 Package clips never used in training (``estinet.data.sources.heldout_sources``: ``carphone_pristine``, ``bikes#3``,
 ``coffee``), seeded rain, scored under the metric protocol (docs/metric_protocol.md) by ``estinet.evaluate``.
 ``light`` and ``heavy`` use the mixed camera (static, pan or hand-held per clip); ``pan`` and ``handheld`` are the
-moving-camera clips (mixed rain presets) on which ghosting shows as a low background PSNR.
+moving-camera clips (mixed rain presets) on which ghosting shows as a low background PSNR; ``static`` is the same
+clips and rain with the camera still, the reference that isolates what camera motion costs (:func:`ghosting_gaps`).
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ BENCHMARKS: dict[str, dict[str, str]] = {
     "heavy": {"rain": "heavy", "camera": "mixed"},
     "pan": {"rain": "light,heavy,ntu", "camera": "pan"},
     "handheld": {"rain": "light,heavy,ntu", "camera": "handheld"},
+    "static": {"rain": "light,heavy,ntu", "camera": "static"},
 }
+MOVING = ("pan", "handheld")
 CLIPS, FRAMES, CROP, SEED = 12, 9, 224, 2021
 
 
@@ -28,6 +31,21 @@ def score(predictor: Predictor, bench: str, name: str) -> dict[str, Any]:
         f"synthetic:{spec['rain']}", clips=CLIPS, clip_frames=FRAMES, crop=CROP, seed=SEED, camera=spec["camera"]
     )
     return evaluate(predictor, dataset, progress=False, method=name, dataset_name=f"heldout-{bench}").to_dict()
+
+
+def ghosting_gaps(benches: dict[str, dict[str, Any]]) -> dict[str, float]:
+    """Background PSNR-Y of each moving-camera benchmark minus that of ``static`` (dB; negative = worse when moving).
+
+    Ghosting (a moving camera's misaligned neighbours leaking into the output) lowers the background PSNR of the
+    moving-camera clips below the static clips'; the renderer's rain is the same in both, so the gap measures it.
+    """
+    reference = benches.get("static", {}).get("background_psnr_y")
+    gaps = {}
+    for bench in MOVING:
+        value = benches.get(bench, {}).get("background_psnr_y")
+        if reference is not None and value is not None:
+            gaps[bench] = float(value) - float(reference)
+    return gaps
 
 
 def describe() -> str:
