@@ -6,7 +6,10 @@ For each model and frame size, two ways to produce output frames are timed on th
   STIM frame gates, motion estimate) is done once and the per-window work once per output frame — what
   ``estinet derain`` does, without decoding and encoding;
 - **per-window**: :meth:`estinet.inference.Derainer.derain_per_window`, where every output frame recomputes its whole
-  window, the naive sliding window (identical output).
+  window, the naive sliding window (identical output);
+- **end-to-end**: :meth:`estinet.inference.Derainer.derain_video` from an H.264 file to an H.264 file (decode,
+  derain, encode with the default settings) — what ``estinet derain clip.mp4 -o out.mp4`` does. The clip is a seeded
+  smooth texture panning 2 px per frame with fine noise, written by the parent process before the measurement.
 
 Each measurement runs in a fresh child process so that its peak resident memory (CPU) is its own; on CUDA the peak
 allocated memory is read from the allocator. The share of the machine's peak is the model's counted FLOPs per second
@@ -18,9 +21,11 @@ from __future__ import annotations
 import multiprocessing as mp
 import platform
 import resource
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -31,6 +36,7 @@ from estinet.models import build_model
 from estinet.models.complexity import measure_complexity
 
 SIZES: tuple[tuple[int, int], ...] = ((480, 640), (720, 1280), (1080, 1920))
+MODES: tuple[str, ...] = ("streaming", "per-window", "end-to-end")
 
 
 @dataclass(frozen=True)
@@ -39,7 +45,7 @@ class BenchResult:
 
     Attributes:
         model: model name (shipped name or ``variant/preset``).
-        mode: ``streaming`` or ``per-window``.
+        mode: ``streaming``, ``per-window`` or ``end-to-end``.
         height: frame height.
         width: frame width.
         fps: output frames per second.
@@ -107,18 +113,54 @@ def _frames(count: int, height: int, width: int, device: torch.device) -> Iterat
         yield torch.rand(3, height, width, generator=g).to(device)
 
 
-def _measure(spec: str, mode: str, height: int, width: int, device_name: str, frames: int, warmup: int) -> dict:
-    """Child-process body: derain ``frames`` frames after a ``warmup``-frame run; return fps and peak memory."""
+def write_bench_clip(path: Path, count: int, height: int, width: int, seed: int = 0) -> Path:
+    """An H.264 clip for the end-to-end measurement: a smooth seeded texture panning 2 px per frame, fine noise.
+
+    Args:
+        path: output ``.mp4``.
+        count: frames.
+        height: frame height.
+        width: frame width.
+        seed: texture and noise seed.
+
+    Returns:
+        ``path``.
+    """
+    import torch.nn.functional as F
+
+    from estinet.data.video_io import open_writer
+
+    g = torch.Generator().manual_seed(seed)
+    coarse = torch.rand(1, 3, height // 16 + 2, (width + 2 * count) // 16 + 2, generator=g)
+    texture = F.interpolate(coarse, size=(height, width + 2 * count), mode="bicubic", align_corners=False)[0]
+    with open_writer(path, 25, width, height, overwrite=True) as sink:
+        for i in range(count):
+            frame = texture[:, :, 2 * i : 2 * i + width] + 0.02 * torch.randn(3, height, width, generator=g)
+            sink.write((frame.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy())
+    return path
+
+
+def _measure(
+    spec: str, mode: str, height: int, width: int, device_name: str, frames: int, warmup: int, clip: str | None
+) -> dict:
+    """Child-process body: derain ``frames`` frames after a ``warmup``-frame run; return fps and peak memory.
+
+    ``end-to-end`` derains the H.264 file ``clip`` (``frames`` frames) into a temporary H.264 file.
+    """
     from estinet.inference import Derainer
 
     device = torch.device(device_name)
     model, config = _load(spec, device)
     derainer = Derainer(model, config=None if config.variant == "official" else config, device=device, tile=0)
 
-    def run(count: int) -> float:
+    def run(count: int, timed: bool) -> float:
         _sync(device)
         t0 = time.perf_counter()
-        if mode == "streaming":
+        if mode == "end-to-end" and timed:  # the warm-up streams random frames
+            assert clip is not None
+            with tempfile.TemporaryDirectory() as tmp:
+                derainer.derain_video(clip, Path(tmp) / "out.mp4", progress=False)
+        elif mode in ("streaming", "end-to-end"):
             for _ in derainer.derain_tensors(_frames(count, height, width, device)):
                 pass
         else:
@@ -126,10 +168,10 @@ def _measure(spec: str, mode: str, height: int, width: int, device_name: str, fr
         _sync(device)
         return time.perf_counter() - t0
 
-    run(warmup)
+    run(warmup, timed=False)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    seconds = run(frames)
+    seconds = run(frames, timed=True)
     if device.type == "cuda":
         peak = torch.cuda.max_memory_allocated(device) / 2**20
     else:
@@ -150,7 +192,7 @@ def run_benchmark(
     device: str = "auto",
     frames: int = 5,
     warmup: int = 2,
-    modes: tuple[str, ...] = ("streaming", "per-window"),
+    modes: tuple[str, ...] = MODES,
 ) -> tuple[list[BenchResult], float]:
     """Measure every (model, size, mode) in its own process.
 
@@ -160,31 +202,41 @@ def run_benchmark(
         device: ``cpu``, ``cuda`` or ``auto``.
         frames: timed output frames per measurement.
         warmup: untimed output frames first.
-        modes: ``streaming`` and/or ``per-window``.
+        modes: any of :data:`MODES`.
 
     Returns:
         (results, measured matrix-multiply peak in GFLOP/s).
     """
+    unknown = [m for m in modes if m not in MODES]
+    if unknown:
+        raise ValueError(f"unknown benchmark mode(s) {', '.join(unknown)}; use {', '.join(MODES)}")
     dev = resolve_device(device)
     peak = matmul_peak_gflops(dev)
     ctx = mp.get_context("spawn")
     results: list[BenchResult] = []
-    for spec in models:
-        _, config = _load(spec, torch.device("cpu"))
-        for h, w in sizes:
-            cost = measure_complexity(config, h, w)
-            for mode in modes:
-                queue = ctx.Queue()
-                proc = ctx.Process(target=_child, args=(queue, (spec, mode, h, w, str(dev), frames, warmup)))
-                proc.start()
-                out = queue.get()
-                proc.join()
-                if "error" in out:
-                    raise RuntimeError(f"benchmark of {spec} at {h}x{w} ({mode}) failed: {out['error']}")
-                gflops = cost.streaming_gflops if mode == "streaming" else cost.window_gflops
-                results.append(
-                    BenchResult(spec, mode, h, w, out["fps"], out["peak_mib"], gflops, out["fps"] * gflops / peak)
-                )
+    with tempfile.TemporaryDirectory() as tmp:
+        clips: dict[tuple[int, int], str] = {}
+        for spec in models:
+            _, config = _load(spec, torch.device("cpu"))
+            for h, w in sizes:
+                cost = measure_complexity(config, h, w)
+                for mode in modes:
+                    clip = None
+                    if mode == "end-to-end":
+                        if (h, w) not in clips:
+                            clips[h, w] = str(write_bench_clip(Path(tmp) / f"clip-{w}x{h}.mp4", frames, h, w))
+                        clip = clips[h, w]
+                    queue = ctx.Queue()
+                    job = (spec, mode, h, w, str(dev), frames, warmup, clip)
+                    proc = ctx.Process(target=_child, args=(queue, job))
+                    proc.start()
+                    out = queue.get()
+                    proc.join()
+                    if "error" in out:
+                        raise RuntimeError(f"benchmark of {spec} at {h}x{w} ({mode}) failed: {out['error']}")
+                    gflops = cost.window_gflops if mode == "per-window" else cost.streaming_gflops
+                    share = out["fps"] * gflops / peak
+                    results.append(BenchResult(spec, mode, h, w, out["fps"], out["peak_mib"], gflops, share))
     return results, peak
 
 

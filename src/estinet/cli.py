@@ -99,7 +99,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     models = args.models or list(shipped_weights())
     if not models:
         raise ValueError("no shipped weights to benchmark; pass models, e.g. estinet/tiny or a weights file")
-    modes = ("streaming",) if args.streaming_only else ("streaming", "per-window")
+    modes = ("streaming",) if args.streaming_only else tuple(args.modes)
     results, peak = run_benchmark(models, tuple(args.sizes), args.device, args.frames, args.warmup, modes)
     print(format_results(results, peak, machine_description(args.device)))
     if args.json:
@@ -211,7 +211,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
     p.add_argument("--frames", type=int, default=8, help="timed frames per measurement (default 8)")
     p.add_argument("--warmup", type=int, default=3, help="untimed frames first (default 3)")
-    p.add_argument("--streaming-only", action="store_true", help="skip the per-window reference")
+    p.add_argument(
+        "--modes",
+        nargs="+",
+        choices=("streaming", "per-window", "end-to-end"),
+        default=["streaming", "per-window", "end-to-end"],
+        help="what to time (default all: streaming, per-window recomputation, end to end from H.264 to H.264)",
+    )
+    p.add_argument("--streaming-only", action="store_true", help="only the streaming mode (same as --modes streaming)")
     p.add_argument("--json", help="also write the results as JSON here")
     p.set_defaults(func=cmd_bench)
 
