@@ -89,7 +89,17 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--override", action="append", default=[], help="extra key=value for every run")
     parser.add_argument("--out", default=str(ROOT / "docs" / "results"), help="where ablation.md/json go")
+    parser.add_argument(
+        "--rows",
+        help="comma list of run names to train and score now (e.g. estinet,estinet-nomc), for splitting the work "
+        "between processes over disjoint rows; the tables are written only by a run that covers every row",
+    )
     args = parser.parse_args()
+    names = [name for _, name, _, _ in ROWS]
+    only = names if args.rows is None else [r.strip() for r in args.rows.split(",") if r.strip()]
+    unknown = sorted(set(only) - set(names))
+    if unknown:
+        parser.error(f"unknown row(s) {', '.join(unknown)}; choose from {', '.join(names)}")
     Path(args.runs).mkdir(parents=True, exist_ok=True)
 
     t0 = time.time()
@@ -98,12 +108,15 @@ def main() -> None:
         name = label.split(" ")[1] if label.startswith("rainy") else "median"
         results[label] = {b: eval_row(name, predictor, b, args) for b in BENCHMARKS}
     for label, name, variant, extra in ROWS:
+        if name not in only:
+            continue
         weights = train_row(name, variant, extra, args)
         benches = list(BENCHMARKS) if variant == "estinet" else ["light", "heavy"]
         predictor = model_predictor(str(weights), device=args.device)
         results[label] = {b: eval_row(name, predictor, b, args) for b in benches}
         print(f"{label}: done ({time.time() - t0:.0f} s)", flush=True)
-    write_tables(results, args)
+    if len(only) == len(names):
+        write_tables(results, args)
 
 
 def write_tables(results: dict[str, dict[str, Any]], args: argparse.Namespace) -> None:
