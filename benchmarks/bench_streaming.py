@@ -7,6 +7,7 @@ Usage::
     python benchmarks/bench_streaming.py --margins               # tiled vs untiled error by tile margin
     python benchmarks/bench_streaming.py --receptive-field       # receptive field of the per-frame features
     python benchmarks/bench_streaming.py --memory                # working memory per pixel (WORK_BYTES_PER_PIXEL)
+    python benchmarks/bench_streaming.py --length                # peak memory: 100- vs 10,000-frame videos
     python benchmarks/bench_streaming.py --device cuda --presets tiny,small,paper
 
 Random weights (speed does not depend on them). Clips are a seeded smooth texture panned by 1.5 px per frame with
@@ -262,6 +263,44 @@ def memory_table(args: argparse.Namespace, device: torch.device) -> None:
         print(f"| {name} | {(f2 - f1) / (p2 - p1):.0f} | {(w2 - w1) / (p2 - p1):.0f} |", flush=True)
 
 
+def _length_child(queue, name: str, clip: str, out: str, threads: int | None) -> None:  # type: ignore[no-untyped-def]
+    import resource
+
+    if threads:
+        torch.set_num_threads(threads)
+    derainer = Derainer(build(name), device="cpu")
+    start = time.perf_counter()
+    derainer.derain_video(clip, out, progress=False, overwrite=True)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    queue.put((derainer.last_stats.frames_out, peak, time.perf_counter() - start))
+
+
+def length_table(args: argparse.Namespace) -> None:
+    """Peak resident memory of ``derain_video`` (H.264 in and out) on short and long videos, one fresh process each."""
+    import multiprocessing as mp
+
+    from estinet.benchmark import write_bench_clip
+
+    lengths = [int(v) for v in args.lengths.split(",")]
+    print(f"\n### Peak memory against video length ({args.length_size}, H.264 in and out, fresh process each)\n")
+    print(f"Machine: {machine(torch.device('cpu'))}; device cpu.\n")
+    print("| model | frames | peak RSS MiB | seconds |")
+    print("|---|---:|---:|---:|")
+    height, width = (int(v) for v in args.length_size.split("x"))
+    ctx = mp.get_context("spawn")
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in args.presets.split(","):
+            for count in lengths:
+                clip = write_bench_clip(Path(tmp) / f"clip-{count}.mp4", count, height, width)
+                queue = ctx.Queue()
+                job = (queue, name, str(clip), str(Path(tmp) / "out.mp4"), args.threads)
+                proc = ctx.Process(target=_length_child, args=job)
+                proc.start()
+                frames, peak, seconds = queue.get()
+                proc.join()
+                print(f"| {name} | {frames} | {peak / 2**20:.0f} | {seconds:.0f} |", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu")
@@ -285,6 +324,9 @@ def main() -> None:
     parser.add_argument("--tile", type=int, default=128, help="tile core for --margins")
     parser.add_argument("--memory", action="store_true", help="working memory per pixel")
     parser.add_argument("--memory-sizes", default="240x320,480x640")
+    parser.add_argument("--length", action="store_true", help="peak memory of short vs long videos (CPU)")
+    parser.add_argument("--lengths", default="100,10000", help="frame counts for --length")
+    parser.add_argument("--length-size", default="96x128", help="HxW of the --length clips")
     args = parser.parse_args()
     if args.memory and args.device == "cpu" and "MALLOC_MMAP_THRESHOLD_" not in os.environ:
         # glibc keeps freed memory in the heap once its dynamic mmap threshold rises, which hides peaks from RSS:
@@ -304,6 +346,8 @@ def main() -> None:
         margin_table(args, device)
     if args.memory:
         memory_table(args, device)
+    if args.length:
+        length_table(args)
 
 
 if __name__ == "__main__":
