@@ -403,6 +403,8 @@ class Derainer:
         official_windows: for ``official``, use the release's window padding instead of reflection.
         profile: synchronise CUDA around each stage so that :attr:`last_stats` times are exact.
         variant: the architecture the weights must have (e.g. ``estinet``, ``official``); None accepts any.
+        keep_freed_memory: on CPU, make glibc keep freed memory for reuse (process-wide, see
+            :mod:`estinet.allocator`; measured 1.4x faster at 640x480 and 2.7x at 1920x1080 for ``tiny``).
 
     Raises:
         WeightsError: weights that cannot be loaded (missing, corrupt, another architecture).
@@ -426,12 +428,17 @@ class Derainer:
         official_windows: bool = False,
         profile: bool = False,
         variant: str | None = None,
+        keep_freed_memory: bool = True,
     ) -> None:
         if threads is not None:
             if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
                 raise DerainError(f"threads must be a positive integer, got {threads!r}")
             torch.set_num_threads(threads)
         self.device = resolve_device(device)
+        if keep_freed_memory and self.device.type == "cpu":
+            from estinet.allocator import keep_freed_memory as keep
+
+            keep()
         if isinstance(weights, nn.Module):
             model = copy.deepcopy(weights)
             if isinstance(model, OfficialESTINet):
