@@ -134,6 +134,8 @@ def write_tables(results: dict[str, dict[str, Any]], args: argparse.Namespace) -
         "light/heavy/ntu rain on the package training clips, mixed camera motion, same seed); machine: "
         f"{cpu}, torch {torch.__version__}, device {args.device}.",
         f"Scores: {describe()}.",
+        "What the table says and why the ordering differs from the paper's: [ablation-notes.md](ablation-notes.md); "
+        "errors by frequency band: [ablation-bands.md](ablation-bands.md) (`benchmarks/ablation_bands.py`).",
         "",
         "Bias = mean Y(output) - Y(ground truth) in 8-bit levels (the rainy input is brighter than the ground truth).",
         "",
