@@ -8,6 +8,7 @@ Usage::
     python benchmarks/bench_streaming.py --receptive-field       # receptive field of the per-frame features
     python benchmarks/bench_streaming.py --memory                # working memory per pixel (WORK_BYTES_PER_PIXEL)
     python benchmarks/bench_streaming.py --length                # peak memory: 100- vs 10,000-frame videos
+    python benchmarks/bench_streaming.py --encoders              # H.264 encoding time and size per x264 preset
     python benchmarks/bench_streaming.py --device cuda --presets tiny,small,paper
 
 Random weights (speed does not depend on them). Clips are a seeded smooth texture panned by 1.5 px per frame with
@@ -301,6 +302,29 @@ def length_table(args: argparse.Namespace) -> None:
                 print(f"| {name} | {frames} | {peak / 2**20:.0f} | {seconds:.0f} |", flush=True)
 
 
+def encoder_table(args: argparse.Namespace) -> None:
+    """Time and size of writing the same 640x480 clip with each x264 preset (CRF 18, the writer's defaults)."""
+    import os
+
+    from estinet.data.video_io import open_writer
+
+    clip = moving_clip(args.e2e_frames, args.height, args.width, seed=3)
+    arrays = list((clip.permute(0, 2, 3, 1) * 255).round().clamp(0, 255).to(torch.uint8).numpy())
+    print(f"\n### H.264 encoding, {args.width}x{args.height}, {len(arrays)} frames, CRF 18\n")
+    print(f"Machine: {machine(torch.device('cpu'))}.\n")
+    print("| x264 preset | ms per frame | KiB per frame |")
+    print("|---|---:|---:|")
+    with tempfile.TemporaryDirectory() as tmp:
+        for preset in ("medium", "fast", "veryfast", "ultrafast"):
+            path = Path(tmp) / f"{preset}.mp4"
+            start = time.perf_counter()
+            with open_writer(path, 25, args.width, args.height, x264_preset=preset) as sink:
+                for frame in arrays:
+                    sink.write(frame)
+            ms = 1000 * (time.perf_counter() - start) / len(arrays)
+            print(f"| {preset} | {ms:.1f} | {os.path.getsize(path) / 1024 / len(arrays):.1f} |", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu")
@@ -325,6 +349,7 @@ def main() -> None:
     parser.add_argument("--memory", action="store_true", help="working memory per pixel")
     parser.add_argument("--memory-sizes", default="240x320,480x640")
     parser.add_argument("--length", action="store_true", help="peak memory of short vs long videos (CPU)")
+    parser.add_argument("--encoders", action="store_true", help="H.264 encoding time and size per x264 preset")
     parser.add_argument("--lengths", default="100,10000", help="frame counts for --length")
     parser.add_argument("--length-size", default="96x128", help="HxW of the --length clips")
     args = parser.parse_args()
@@ -348,6 +373,8 @@ def main() -> None:
         memory_table(args, device)
     if args.length:
         length_table(args)
+    if args.encoders:
+        encoder_table(args)
 
 
 if __name__ == "__main__":

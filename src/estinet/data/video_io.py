@@ -903,8 +903,9 @@ class _AudioCarrier:
 
 
 X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
-"""x264 speed presets; :class:`VideoWriter` uses ``veryfast`` by default: measured 2.2x faster than ``medium`` at
-640x480 (19.5 vs 42.8 ms per frame on a 2-core EPYC) at the same CRF, files within 20% of ``medium``'s."""
+"""x264 speed presets; :class:`VideoWriter` uses ``veryfast`` by default: 2x faster than ``medium`` at 640x480 and
+CRF 18 (7.1 vs 13.9 ms per frame on the project's 2-core EPYC, ``benchmarks/bench_streaming.py --encoders``), with
+files no larger on that clip."""
 
 
 class VideoWriter(FrameSink):
