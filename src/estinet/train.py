@@ -803,6 +803,10 @@ class Trainer:
         t = config.train
         local_rank = dist_info.local_rank if dist_info is not None else local_rank_from_env()
         self.device = resolve_device(t.device, local_rank)
+        if self.device.type == "cpu":  # reuse freed memory (benchmarks/bench_train_allocator.py)
+            from estinet.allocator import keep_freed_memory
+
+            keep_freed_memory()
         self.dist = dist_info if dist_info is not None else setup_distributed(self.device)
         if t.amp == "fp16" and self.device.type != "cuda":
             raise ConfigError(f"train.amp=fp16 needs a CUDA device, not {self.device}; use train.amp=bf16 or none")
