@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from ablation import ROWS
 from estinet.benchmark import cpu_name
 from estinet.evaluate import Predictor, input_predictor, median_predictor, model_predictor, open_eval_dataset
+from estinet.metrics import rgb_to_y
 from heldout import BENCHMARKS, CLIPS, CROP, FRAMES, SEED
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,9 +31,7 @@ SIGMA = 2.0
 
 def _luma(frames: np.ndarray) -> torch.Tensor:
     """uint8 (T, H, W, 3) -> BT.601 Y in [16, 235] as float64 (T, 1, H, W)."""
-    x = torch.from_numpy(frames.astype(np.float64))
-    y = 16.0 + (65.481 * x[..., 0] + 128.553 * x[..., 1] + 24.966 * x[..., 2]) / 255.0
-    return y.unsqueeze(1)
+    return torch.from_numpy(rgb_to_y(frames)).unsqueeze(1)
 
 
 def _blur(y: torch.Tensor, sigma: float = SIGMA) -> torch.Tensor:

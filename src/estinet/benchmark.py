@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from estinet.config import ModelConfig, preset_config
+from estinet.inference import resolve_device
 from estinet.models import build_model
 from estinet.models.complexity import measure_complexity
 
@@ -62,15 +63,6 @@ class BenchResult:
     peak_mib: float
     gflops_per_frame: float
     peak_share: float
-
-
-def resolve_device(spec: str) -> torch.device:
-    """``cpu``, ``cuda`` or ``auto`` (CUDA when available)."""
-    if spec == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if spec.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device {spec!r} requested but CUDA is not available; use --device cpu")
-    return torch.device(spec)
 
 
 def _sync(device: torch.device) -> None:

@@ -1032,12 +1032,10 @@ class Derainer:
                 for out in self.derain_frames(decoded()):
                     writer.put(out, rainy_queue.popleft() if compare_path is not None else None)
                     bar.update(1)
-                wait = time.perf_counter()
                 writer.finish()
                 start = time.perf_counter()
                 _close_all(sinks)
                 writer.seconds += time.perf_counter() - start
-                self.last_stats.seconds["encode wait"] = start - wait
             except BaseException:
                 writer.stop()
                 for sink in sinks:
@@ -1110,19 +1108,20 @@ class _BackgroundWriter:
         self._raise()
         self._queue.put((out, rainy))
 
-    def finish(self) -> None:
-        """Wait until every queued frame is written; raise the worker's error, if any."""
+    def _join(self) -> None:
         if self._thread.is_alive():
             self._queue.put(None)
             self._thread.join()
+
+    def finish(self) -> None:
+        """Wait until every queued frame is written; raise the worker's error, if any."""
+        self._join()
         self._raise()
 
     def stop(self) -> None:
         """Discard queued frames and end the worker (on errors and interruptions)."""
         self._stopped = True
-        if self._thread.is_alive():
-            self._queue.put(None)
-            self._thread.join()
+        self._join()
 
 
 class _ImageSink:

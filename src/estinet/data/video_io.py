@@ -1135,8 +1135,17 @@ def open_writer(
         return FrameFolderWriter(path, fps, width, height, overwrite=overwrite)
     if path.suffix == "":
         raise VideoIOError(f"cannot tell the container for {path}; add a suffix such as .mp4 or .mkv")
-    options = {"kind": kind, "crf": crf, "audio_from": audio_from, "x264_preset": x264_preset}
-    return VideoWriter(path, fps, width, height, overwrite=overwrite, **options)
+    return VideoWriter(
+        path,
+        fps,
+        width,
+        height,
+        kind=kind,
+        crf=crf,
+        audio_from=audio_from,
+        overwrite=overwrite,
+        x264_preset=x264_preset,
+    )
 
 
 def write_video(
