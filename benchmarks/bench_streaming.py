@@ -9,6 +9,7 @@ Usage::
     python benchmarks/bench_streaming.py --memory                # working memory per pixel (WORK_BYTES_PER_PIXEL)
     python benchmarks/bench_streaming.py --length                # peak memory: 100- vs 10,000-frame videos
     python benchmarks/bench_streaming.py --encoders              # H.264 encoding time and size per x264 preset
+    python benchmarks/bench_streaming.py --conv-batch            # CPU conv: batch of 3 vs 3 single-image calls
     python benchmarks/bench_streaming.py --device cuda --presets tiny,small,paper
 
 Random weights (speed does not depend on them). Clips are a seeded smooth texture panned by 1.5 px per frame with
@@ -325,6 +326,30 @@ def encoder_table(args: argparse.Namespace) -> None:
             print(f"| {preset} | {ms:.1f} | {os.path.getsize(path) / 1024 / len(arrays):.1f} |", flush=True)
 
 
+def conv_batch_table(args: argparse.Namespace) -> None:
+    """CPU: ESTM-sized 3x3 convs (6 -> 4 channels) on a batch of 3 images against 3 single-image calls, NCHW."""
+    import torch.nn.functional as F
+
+    x = torch.rand(3, 6, args.height, args.width)
+    w = torch.randn(4, 6, 3, 3)
+
+    def best(fn) -> float:  # type: ignore[no-untyped-def]
+        fn()
+        times = []
+        for _ in range(5):
+            start = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - start)
+        return 1000 * min(times)
+
+    batched = best(lambda: F.conv2d(x, w, padding=1))
+    single = best(lambda: [F.conv2d(x[i : i + 1], w, padding=1) for i in range(3)])
+    print(f"\n### 3x3 conv 6 -> 4 channels, {args.width}x{args.height}, NCHW, CPU\n")
+    print(f"Machine: {machine(torch.device('cpu'))}.\n")
+    print("| batch of 3 images | 3 single-image calls |\n|---:|---:|")
+    print(f"| {batched:.1f} ms | {single:.1f} ms |", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu")
@@ -350,6 +375,7 @@ def main() -> None:
     parser.add_argument("--memory-sizes", default="240x320,480x640")
     parser.add_argument("--length", action="store_true", help="peak memory of short vs long videos (CPU)")
     parser.add_argument("--encoders", action="store_true", help="H.264 encoding time and size per x264 preset")
+    parser.add_argument("--conv-batch", action="store_true", help="ESTM-sized CPU convs: batched vs one image per call")
     parser.add_argument("--lengths", default="100,10000", help="frame counts for --length")
     parser.add_argument("--length-size", default="96x128", help="HxW of the --length clips")
     args = parser.parse_args()
@@ -375,6 +401,8 @@ def main() -> None:
         length_table(args)
     if args.encoders:
         encoder_table(args)
+    if args.conv_batch:
+        conv_batch_table(args)
 
 
 if __name__ == "__main__":

@@ -3,10 +3,10 @@
 By default glibc serves every allocation above a (dynamic) threshold with its own ``mmap`` and gives it back to the
 system when freed. Inference at video resolutions allocates and frees tens of megabytes per convolution, so every op
 then starts on fresh pages that the kernel must fault in and zero: on this project's 2-core CPU the kernel time
-matched the compute time, and `tiny` ran at 4.6 frames/s at 640x480 (0.33 at 1920x1080) instead of 6.6 (0.90) with
-freed memory kept (``benchmarks/bench_streaming.py``). :func:`keep_freed_memory` switches ``mmap`` off for the heap
-and raises the trim threshold, so freed blocks are reused; the peak resident memory rose by 3-20% in the same
-measurements. The settings are process-wide, applied once, and only where the C library is glibc.
+matched the compute time (docs/results/bench-cpu.md has the speed with it; ``benchmarks/bench_train_allocator.py``
+compares training with and without it). :func:`keep_freed_memory` switches ``mmap`` off for the heap and raises the
+trim threshold, so freed blocks are reused, at the cost of a somewhat higher peak resident memory. The settings are
+process-wide, applied once, and only where the C library is glibc.
 """
 
 from __future__ import annotations

@@ -404,7 +404,7 @@ class Derainer:
         profile: synchronise CUDA around each stage so that :attr:`last_stats` times are exact.
         variant: the architecture the weights must have (e.g. ``estinet``, ``official``); None accepts any.
         keep_freed_memory: on CPU, make glibc keep freed memory for reuse (process-wide, see
-            :mod:`estinet.allocator`; measured 1.4x faster at 640x480 and 2.7x at 1920x1080 for ``tiny``).
+            :mod:`estinet.allocator`).
 
     Raises:
         WeightsError: weights that cannot be loaded (missing, corrupt, another architecture).

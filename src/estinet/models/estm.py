@@ -18,10 +18,9 @@ class TemporalConv3d(nn.Conv3d):
     """A 3x3x3 conv without temporal padding (spatial padding 1), computed as 2D convs, one per temporal tap.
 
     The weights and their state-dict names are those of :class:`torch.nn.Conv3d`. Output step ``j`` is
-    ``bias + sum_k conv2d(frame[j + k], weight[:, :, k])``: three 2D convs (one per tap, each over all output steps at
-    once) and two additions. This is the same function as ``nn.Conv3d``; on CPUs it is several times faster than
-    both the 3D kernel and a single 2D conv over three stacked frames (whose ``3 * C_in`` input channels fall off
-    oneDNN's fast paths, ``benchmarks/bench_streaming.py``).
+    ``bias + sum_k conv2d(frame[j + k], weight[:, :, k])``: one 2D conv per tap (over all output steps at once, or on
+    CPUs one output step per call) and two additions. This is the same function as ``nn.Conv3d``, several times
+    faster on CPUs than the 3D kernel and than one 2D conv over the three frames stacked into channels.
 
     Input (N, C_in, T, H, W) -> output (N, C_out, T - 2, H, W); :meth:`frames` takes and returns frame-major
     (N, T, C, H, W) tensors and avoids the transposes.
@@ -42,9 +41,9 @@ class TemporalConv3d(nn.Conv3d):
             raise ValueError(f"TemporalConv3d needs at least 3 frames, got {t}")
         if c != self.in_channels:
             raise ValueError(f"TemporalConv3d expects {self.in_channels} channels, got {c}")
-        # On CPUs, oneDNN's NCHW convolution with these few channels is several times slower for a batch of N
-        # images than for N single images (measured 136 vs 24 ms for 3 images of 6 -> 4 channels at 640x480), so
-        # there each output step is its own batch of one; elsewhere the steps form one batch.
+        # On CPUs, oneDNN's NCHW convolution with these few channels is slower for a batch of N images than for N
+        # single images (3 images, 6 -> 4 channels, 640x480: 30.6 vs 9.7 ms with 2 threads, 50.0 vs 38.0 ms with one;
+        # `benchmarks/bench_streaming.py --conv-batch`), so there each output step is its own call.
         groups = [x] if x.device.type != "cpu" else [x[i : i + 1, j : j + 3] for i in range(n) for j in range(steps)]
         outs = []
         for group in groups:
