@@ -10,6 +10,7 @@ Usage::
     python benchmarks/bench_streaming.py --length                # peak memory: 100- vs 10,000-frame videos
     python benchmarks/bench_streaming.py --encoders              # H.264 encoding time and size per x264 preset
     python benchmarks/bench_streaming.py --conv-batch            # CPU conv: batch of 3 vs 3 single-image calls
+    python benchmarks/bench_streaming.py --no-speed --stages     # ms per stage: per-frame work, then per window
     python benchmarks/bench_streaming.py --device cuda --presets tiny,small,paper
 
 Random weights (speed does not depend on them). Clips are a seeded smooth texture panned by 1.5 px per frame with
@@ -326,8 +327,93 @@ def encoder_table(args: argparse.Namespace) -> None:
             print(f"| {preset} | {ms:.1f} | {os.path.getsize(path) / 1024 / len(arrays):.1f} |", flush=True)
 
 
+def _stage_row(name: str, args: argparse.Namespace, device: torch.device) -> list[float] | None:
+    """Best-of milliseconds for :func:`stage_table`'s columns, or None for models without a per-window STIM."""
+    from estinet.models.estinet import pad_to_multiple
+    from estinet.models.motion import align_to_centre
+
+    derainer = Derainer(build(name), device=device, tile=0, channels_last=not args.no_channels_last)
+    model = derainer.model
+    if not isinstance(model, ESTINet) or model.stim is None:
+        return None
+    stride = model.config.temporal_stride
+
+    def best(fn) -> float:  # type: ignore[no-untyped-def]
+        times = []
+        for k in range(2 + args.repeat * 5):
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            start = time.perf_counter()
+            fn()
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            if k >= 2:
+                times.append(time.perf_counter() - start)
+        return 1000 * min(times)
+
+    g = torch.Generator().manual_seed(0)
+    clip = torch.rand(1, 5, 3, args.height, args.width, generator=g).to(device)
+    disp = torch.tensor([[[0.3, 2.2], [0.1, 1.1], [0.0, 0.0], [-0.2, -1.3], [-0.4, -2.4]]], device=device)
+    with torch.inference_mode():
+        padded, _ = pad_to_multiple(clip)
+        feats = model.frame_features(padded.flatten(0, 1))
+        full, low = feats.full.unflatten(0, (1, 5)), feats.low.unflatten(0, (1, 5))
+
+        def align() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+            return (
+                align_to_centre(padded, disp),
+                align_to_centre(full, disp),
+                align_to_centre(low, disp, scale=1.0 / stride),
+            )
+
+        rainy_a, full_a, low_a = align()
+        g_out = model.stim(low_a).flatten(0, 1)
+        size = padded.shape[-2:]
+
+        def head() -> torch.Tensor:
+            if hasattr(model, "coarse_head"):
+                return model.coarse_head(g_out, size)
+            if stride == 1:
+                return model.head(g_out)
+            if model.config.head_kernel == 1:
+                return F.interpolate(model.head(g_out), size=size, mode="bilinear", align_corners=False)
+            return model.head(F.interpolate(g_out, size=size, mode="bilinear", align_corners=False))
+
+        r = head().unflatten(0, (1, 5))
+        coarse = rainy_a + full_a + r
+        estm = model.estm
+        return [
+            best(lambda: model.frame_features(padded[:, 0])),
+            best(lambda: model.window_forward(padded, full, low, disp)),
+            best(align),
+            best(lambda: model.stim(low_a)),
+            best(head),
+            best(lambda: rainy_a + full_a + r),
+            best(lambda: estm(coarse, rainy_a)) if estm is not None else 0.0,
+        ]
+
+
+def stage_table(args: argparse.Namespace, device: torch.device) -> None:
+    """Milliseconds of the per-frame work and of each part of the per-window work, one window at a time.
+
+    The model is prepared as ``Derainer`` prepares it (eval, channels_last weights unless ``--no-channels-last``);
+    the window's displacements are sub-pixel, so every neighbour is really translated. Parts are timed through the
+    model's own modules (alignment, STIM, coarse head with its upsampling, ESTM), so the same script also times
+    older versions of the package (``PYTHONPATH=<old checkout>/src``). Best of ``5 * --repeat`` runs.
+    """
+    print(f"\n### Per-frame and per-window work, ms ({args.width}x{args.height}, one window per call)\n")
+    print(f"Machine: {machine(device)}; device {device.type}.\n")
+    print("| model | per frame | window total | align | STIM | coarse head | coarse sum | ESTM |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for name in args.presets.split(","):
+        row = _stage_row(name, args, device)
+        if row is not None:
+            print(f"| {name} | " + " | ".join(f"{v:.1f}" for v in row) + " |", flush=True)
+
+
 def conv_batch_table(args: argparse.Namespace) -> None:
-    """CPU: ESTM-sized 3x3 convs (6 -> 4 channels) on a batch of 3 images against 3 single-image calls, NCHW."""
+    """CPU: ESTM-sized 3x3 convs (6 -> 4 channels): a batch of 3 images against 3 single-image calls (NCHW), and one
+    channels_last image against the number of output channels."""
     import torch.nn.functional as F
 
     x = torch.rand(3, 6, args.height, args.width)
@@ -348,6 +434,18 @@ def conv_batch_table(args: argparse.Namespace) -> None:
     print(f"Machine: {machine(torch.device('cpu'))}.\n")
     print("| batch of 3 images | 3 single-image calls |\n|---:|---:|")
     print(f"| {batched:.1f} ms | {single:.1f} ms |", flush=True)
+
+    # one image, channels_last: the cost against the number of output channels, and the layout conversion that an
+    # NCHW input costs with channels_last weights (what ESTM's per-input-frame convs avoid)
+    cl = torch.channels_last
+    image, image_cl = x[:1].contiguous(), x[:1].contiguous(memory_format=cl)
+    print(f"\n### One image, 3x3 conv 6 -> N channels, {args.width}x{args.height}, channels_last weights, CPU\n")
+    print("| output channels | channels_last input | NCHW input |\n|---:|---:|---:|")
+    for out_ch in (4, 8, 12):
+        weight = torch.randn(out_ch, 6, 3, 3).contiguous(memory_format=cl)
+        t_cl = best(lambda w=weight: F.conv2d(image_cl, w, padding=1))
+        t_nchw = best(lambda w=weight: F.conv2d(image, w, padding=1))
+        print(f"| {out_ch} | {t_cl:.1f} ms | {t_nchw:.1f} ms |", flush=True)
 
 
 def main() -> None:
@@ -376,6 +474,7 @@ def main() -> None:
     parser.add_argument("--length", action="store_true", help="peak memory of short vs long videos (CPU)")
     parser.add_argument("--encoders", action="store_true", help="H.264 encoding time and size per x264 preset")
     parser.add_argument("--conv-batch", action="store_true", help="ESTM-sized CPU convs: batched vs one image per call")
+    parser.add_argument("--stages", action="store_true", help="ms of the per-frame work and of each per-window part")
     parser.add_argument("--lengths", default="100,10000", help="frame counts for --length")
     parser.add_argument("--length-size", default="96x128", help="HxW of the --length clips")
     args = parser.parse_args()
@@ -403,6 +502,8 @@ def main() -> None:
         encoder_table(args)
     if args.conv_batch:
         conv_batch_table(args)
+    if args.stages:
+        stage_table(args, device)
 
 
 if __name__ == "__main__":

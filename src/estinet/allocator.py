@@ -7,6 +7,10 @@ matched the compute time (docs/results/bench-cpu.md has the speed with it; ``ben
 compares training with and without it). :func:`keep_freed_memory` switches ``mmap`` off for the heap and raises the
 trim threshold, so freed blocks are reused, at the cost of a somewhat higher peak resident memory. The settings are
 process-wide, applied once, and only where the C library is glibc.
+
+glibc's ``M_TOP_PAD`` is left at its default on purpose: a 64 MiB top pad gave no speed and made the resident memory
+of a long ``derain_video`` grow by about 1.5 KB per frame, H.264 in and out (``benchmarks/bench_streaming.py
+--length``, docs/results/streaming.md).
 """
 
 from __future__ import annotations
@@ -16,7 +20,6 @@ import ctypes.util
 import platform
 
 _M_TRIM_THRESHOLD = -1
-_M_TOP_PAD = -2
 _M_MMAP_MAX = -4
 _applied: bool | None = None
 
@@ -43,6 +46,5 @@ def keep_freed_memory() -> bool:
     mallopt.restype = ctypes.c_int
     ok = mallopt(_M_MMAP_MAX, 0) == 1
     ok = ok and mallopt(_M_TRIM_THRESHOLD, 1 << 30) == 1
-    ok = ok and mallopt(_M_TOP_PAD, 64 << 20) == 1
     _applied = ok
     return ok

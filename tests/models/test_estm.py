@@ -21,6 +21,25 @@ def test_temporal_conv_equals_conv3d(batch: int, frames: int) -> None:
     torch.testing.assert_close(frame_major, want.transpose(1, 2), rtol=0, atol=1e-12)
 
 
+@pytest.mark.parametrize(("batch", "frames"), [(1, 5), (2, 5), (2, 4), (1, 3)])
+def test_temporal_conv_without_gradients_equals_conv3d(batch: int, frames: int) -> None:
+    """The inference path (no autograd: tap sums written into a channels_last output) is the same function."""
+    torch.manual_seed(4)
+    conv = TemporalConv3d(6, 4).double()
+    x = torch.randn(batch, frames, 6, 9, 13, dtype=torch.float64)
+    want = F.conv3d(x.transpose(1, 2), conv.weight, conv.bias, padding=(0, 1, 1)).transpose(1, 2)
+    with torch.no_grad():
+        plain = conv.frames(x)
+        frames_cl = conv.frames(x.permute(0, 1, 3, 4, 2).contiguous().permute(0, 1, 4, 2, 3))
+    for got in (plain, frames_cl):
+        torch.testing.assert_close(got, want, rtol=0, atol=1e-12)
+        assert all(
+            got[i : i + 1, j].is_contiguous(memory_format=torch.channels_last)
+            for i in range(batch)
+            for j in range(frames - 2)
+        )
+
+
 def test_temporal_conv_gradients_equal_conv3d() -> None:
     torch.manual_seed(1)
     conv = TemporalConv3d(3, 2).double()
@@ -62,3 +81,13 @@ def test_estm_refines_the_centre_frame() -> None:
     torch.testing.assert_close(estm(coarse, rainy), coarse[:, 2])
     with pytest.raises(ValueError, match="exactly 5 frames"):
         estm(coarse[:, :4], rainy[:, :4])
+
+
+def test_estm_same_with_and_without_autograd() -> None:
+    torch.manual_seed(5)
+    estm = ESTM(channels=4, blocks=1, layers=1, growth=4).double()
+    coarse, rainy = torch.rand(2, 5, 3, 12, 10, dtype=torch.float64), torch.rand(2, 5, 3, 12, 10, dtype=torch.float64)
+    with_grad = estm(coarse, rainy)
+    assert with_grad.requires_grad
+    with torch.inference_mode():
+        torch.testing.assert_close(estm(coarse, rainy), with_grad.detach(), rtol=0, atol=1e-12)

@@ -29,6 +29,7 @@ from estinet.models.estm import ESTM
 from estinet.models.motion import GlobalMotion, align_to_centre
 from estinet.models.sicm import SICM, conv3x3
 from estinet.models.stim import STIM
+from estinet.models.upsample import upsample_bilinear
 
 PAD_MULTIPLE = 16
 
@@ -175,18 +176,31 @@ class ESTINet(nn.Module):
             low = align_to_centre(low, displacement, scale=1.0 / s)
         b, t = rainy.shape[:2]
         g = self.stim(low).flatten(0, 1)  # (B*T, head_channels, h, w)
-        size = rainy.shape[-2:]
-        if self.config.temporal_stride == 1:
-            r = self.head(g)
-        elif self.config.head_kernel == 1:
-            # a 1x1 conv commutes exactly with bilinear upsampling: convolve at the low resolution, upsample 3 channels
-            r = F.interpolate(self.head(g), size=size, mode="bilinear", align_corners=False)
-        else:
-            r = self.head(F.interpolate(g, size=size, mode="bilinear", align_corners=False))
+        r = self.coarse_head(g, tuple(rainy.shape[-2:]))
         coarse = rainy + full + r.unflatten(0, (b, t))  # (B, T, 3, Hp, Wp)
         if self.estm is None:
             return coarse, coarse[:, self.centre]
         return coarse, self.estm(coarse, rainy)
+
+    def coarse_head(self, g: Tensor, size: tuple[int, int]) -> Tensor:
+        """Eq. 13's second conv on STIM's fused output, at full resolution: the per-window coarse residual term.
+
+        Args:
+            g: (N, head_channels, h, w) STIM output, (h, w) = size / temporal_stride.
+            size: (Hp, Wp) of the padded frames.
+
+        Returns:
+            (N, 3, Hp, Wp).
+        """
+        s = self.config.temporal_stride
+        if tuple(size) != (s * g.shape[-2], s * g.shape[-1]):
+            raise ValueError(f"frames of {tuple(size)} are not {s} x the STIM size {tuple(g.shape[-2:])}")
+        if s == 1:
+            return self.head(g)
+        if self.config.head_kernel == 1:
+            # a 1x1 conv commutes exactly with bilinear upsampling: convolve at the low resolution, upsample 3 channels
+            return upsample_bilinear(self.head(g), s)
+        return self.head(upsample_bilinear(g, s))
 
     def forward(self, frames: Tensor, displacement: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Derain one window.

@@ -15,12 +15,17 @@ from estinet.models.sicm import conv3x3
 
 
 class TemporalConv3d(nn.Conv3d):
-    """A 3x3x3 conv without temporal padding (spatial padding 1), computed as 2D convs, one per temporal tap.
+    """A 3x3x3 conv without temporal padding (spatial padding 1), computed as 2D convs.
 
     The weights and their state-dict names are those of :class:`torch.nn.Conv3d`. Output step ``j`` is
-    ``bias + sum_k conv2d(frame[j + k], weight[:, :, k])``: one 2D conv per tap (over all output steps at once, or on
-    CPUs one output step per call) and two additions. This is the same function as ``nn.Conv3d``, several times
-    faster on CPUs than the 3D kernel and than one 2D conv over the three frames stacked into channels.
+    ``bias + sum_k conv2d(frame[j + k], weight[:, :, k])``, the same function as ``nn.Conv3d``, computed in one of
+    two exact ways:
+
+    - on GPUs, one 2D conv per tap ``k`` over all output steps at once, and two additions;
+    - on CPUs, one 2D conv per *input frame* whose output channels are the taps that frame feeds, stacked
+      (``C_out`` to ``3 * C_out`` channels), then the tap sums. With these few channels oneDNN's cost hardly depends
+      on the output width, so 5 input frames cost 5 calls instead of 9, and channels_last frames avoid its layout
+      conversions (``benchmarks/bench_streaming.py --estm``).
 
     Input (N, C_in, T, H, W) -> output (N, C_out, T - 2, H, W); :meth:`frames` takes and returns frame-major
     (N, T, C, H, W) tensors and avoids the transposes.
@@ -34,29 +39,65 @@ class TemporalConv3d(nn.Conv3d):
         return self.frames(x.transpose(1, 2)).transpose(1, 2)
 
     def frames(self, x: Tensor) -> Tensor:
-        """Frame-major form: (N, T, C_in, H, W) -> (N, T - 2, C_out, H, W)."""
+        """Frame-major form: (N, T, C_in, H, W) -> (N, T - 2, C_out, H, W).
+
+        On CPUs the output's frames are channels_last (its memory is (N, T - 2, H, W, C_out)), ready for the next
+        channels_last conv; pass frames that are channels_last themselves for the fastest path.
+        """
         n, t, c, height, width = x.shape
-        steps = t - 2
-        if steps < 1:
+        if t < 3:
             raise ValueError(f"TemporalConv3d needs at least 3 frames, got {t}")
         if c != self.in_channels:
             raise ValueError(f"TemporalConv3d expects {self.in_channels} channels, got {c}")
-        # On CPUs, oneDNN's NCHW convolution with these few channels is slower for a batch of N images than for N
-        # single images (3 images, 6 -> 4 channels, 640x480: 30.6 vs 9.7 ms with 2 threads, 50.0 vs 38.0 ms with one;
-        # `benchmarks/bench_streaming.py --conv-batch`), so there each output step is its own call.
-        groups = [x] if x.device.type != "cpu" else [x[i : i + 1, j : j + 3] for i in range(n) for j in range(steps)]
-        outs = []
-        for group in groups:
-            m = group.shape[0] * (group.shape[1] - 2)
-            y: Tensor | None = None
-            for k in range(3):  # conv2d follows the memory format of the taps and weights
-                taps = group[:, k : k + group.shape[1] - 2].reshape(m, c, height, width)
-                term = F.conv2d(taps, self.weight[:, :, k], self.bias if k == 0 else None, padding=1)
-                y = term if y is None else y.add_(term)
-            assert y is not None
-            outs.append(y)
-        y = outs[0] if len(outs) == 1 else torch.cat(outs)
+        if x.device.type == "cpu":
+            return self._frames_per_input(x)
+        steps = t - 2
+        y: Tensor | None = None
+        for k in range(3):  # conv2d follows the memory format of the taps and weights
+            taps = x[:, k : k + steps].reshape(n * steps, c, height, width)
+            term = F.conv2d(taps, self.weight[:, :, k], self.bias if k == 0 else None, padding=1)
+            y = term if y is None else y.add_(term)
+        assert y is not None
         return y.reshape(n, steps, self.out_channels, height, width)
+
+    def _frames_per_input(self, x: Tensor) -> Tensor:
+        """CPU form of :meth:`frames`: per sample and input frame, one conv over the stacked taps it feeds.
+
+        oneDNN's NCHW convolutions with these few channels are slower on a batch than on its images one by one
+        (``benchmarks/bench_streaming.py --conv-batch``), so each sample is its own call.
+        """
+        n, t, _, height, width = x.shape
+        steps, c_out = t - 2, self.out_channels
+        grad = torch.is_grad_enabled() and (x.requires_grad or self.weight.requires_grad)
+        # input frame f feeds output steps j = f - k for taps k in [first(f), last(f)]
+        spans = [(max(0, f - steps + 1), min(2, f)) for f in range(t)]
+        stacked = [
+            self.weight[:, :, a : b + 1].permute(2, 0, 1, 3, 4).flatten(0, 1) for a, b in spans
+        ]  # (L*C_out, C_in, 3, 3)
+        # the bias rides on each output step's tap-0 term (frames 0 .. steps-1 feed tap 0 first)
+        biases = [None if self.bias is None or a > 0 else F.pad(self.bias, (0, (b - a) * c_out)) for a, b in spans]
+        out = None if grad else x.new_empty(n, steps, height, width, c_out).permute(0, 1, 4, 2, 3)
+        samples = []
+        for i in range(n):
+            per_frame = [
+                F.conv2d(x[i : i + 1, f], w, bias, padding=1)
+                for f, (w, bias) in enumerate(zip(stacked, biases, strict=True))
+            ]
+            steps_out = []
+            for j in range(steps):
+                p0, p1, p2 = (
+                    per_frame[j + k][:, (k - spans[j + k][0]) * c_out : (k - spans[j + k][0] + 1) * c_out]
+                    for k in range(3)
+                )
+                if out is not None:
+                    torch.add(p0, p1, out=out[i : i + 1, j]).add_(p2)
+                else:
+                    steps_out.append((p0 + p1 + p2).permute(0, 2, 3, 1))  # (1, H, W, C_out)
+            if out is None:
+                samples.append(torch.stack(steps_out, dim=1))  # (1, steps, H, W, C_out)
+        if out is not None:
+            return out
+        return torch.cat(samples).permute(0, 1, 4, 2, 3)
 
 
 class DenseBlock(nn.Module):
@@ -105,8 +146,10 @@ class ESTM(nn.Module):
         """coarse, rainy (N, 5, 3, H, W) -> refined centre frame (N, 3, H, W)."""
         if coarse.shape[1] != 5:
             raise ValueError(f"ESTM needs windows of exactly 5 frames, got {coarse.shape[1]}")
-        vol = torch.cat([coarse, rainy], dim=2).sub_(0.5)  # (N, 5, 6, H, W), frame-major
-        y = F.relu(self.conv3d_1.frames(vol))  # (N, 3, C, H, W)
-        y = F.relu(self.conv3d_2.frames(y)).squeeze(1)  # (N, C, H, W)
+        # (N, 5, 6, H, W), frame-major, each frame channels_last (memory (N, 5, H, W, 6))
+        cl = (0, 1, 3, 4, 2)
+        vol = torch.cat([coarse.permute(cl), rainy.permute(cl)], dim=-1).sub_(0.5).permute(0, 1, 4, 2, 3)
+        y = self.conv3d_1.frames(vol).relu_()  # (N, 3, C, H, W)
+        y = self.conv3d_2.frames(y).relu_().squeeze(1)  # (N, C, H, W)
         y = self.blocks(y)
         return coarse[:, 2] + self.out(y)

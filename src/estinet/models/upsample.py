@@ -1,0 +1,53 @@
+"""Bilinear upsampling by an integer factor, written as one interpolation per output phase.
+
+``F.interpolate(x, scale_factor=s, mode="bilinear", align_corners=False)`` on CPUs is several times slower than
+memory speed for the 3-channel coarse residual of ``tiny`` (and slower still for channels_last input), and it is one
+of the per-window steps of streaming inference. With an integer factor ``s`` the output rows ``s * i + r`` of phase
+``r`` all interpolate the same two neighbouring input rows with the same weight, so each axis is ``s`` strided
+``lerp`` calls over an edge-replicated input (``benchmarks/bench_streaming.py --stages``, column "coarse head").
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+def _upsample_axis(x: Tensor, factor: int, dim: int) -> Tensor:
+    """Upsample (..., L, ...) along ``dim`` to (..., factor * L, ...) (``align_corners=False``, edges clamped)."""
+    length = x.shape[dim]
+    padded = torch.cat([x.narrow(dim, 0, 1), x, x.narrow(dim, length - 1, 1)], dim=dim)  # (..., L + 2, ...)
+    shape = list(x.shape)
+    out = x.new_empty([*shape[:dim], length, factor, *shape[dim + 1 :]])
+    for r in range(factor):
+        source = (r + 0.5) / factor - 0.5  # position of output r relative to input i, in input pixels
+        lower = 0 if source < 0 else 1  # index in `padded` of the lower neighbour of input 0
+        weight = source + 1.0 if source < 0 else source
+        start, end = padded.narrow(dim, lower, length), padded.narrow(dim, lower + 1, length)
+        torch.lerp(start, end, weight, out=out.select(dim + 1, r))
+    return out.flatten(dim, dim + 1)
+
+
+def upsample_bilinear(x: Tensor, factor: int) -> Tensor:
+    """Bilinear upsampling of (N, C, h, w) to (N, C, factor * h, factor * w).
+
+    The function of ``F.interpolate(x, scale_factor=factor, mode="bilinear", align_corners=False)`` (equal to float
+    rounding). With autograd recording a graph through ``x`` it is that call; otherwise the phase-wise form.
+
+    Args:
+        x: (N, C, h, w) floating point, any memory format.
+        factor: integer factor >= 1.
+
+    Returns:
+        (N, C, factor * h, factor * w), contiguous.
+    """
+    if isinstance(factor, bool) or not isinstance(factor, int) or factor < 1:
+        raise ValueError(f"factor must be a positive integer, got {factor!r}")
+    if x.dim() != 4:
+        raise ValueError(f"upsample_bilinear expects (N, C, h, w), got {tuple(x.shape)}")
+    if factor == 1:
+        return x
+    if torch.is_grad_enabled() and x.requires_grad:
+        return F.interpolate(x, scale_factor=factor, mode="bilinear", align_corners=False)
+    return _upsample_axis(_upsample_axis(x, factor, 3), factor, 2)
