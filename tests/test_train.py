@@ -345,6 +345,19 @@ def test_checkpoint_refusal(tmp_path: Path, pairs: Path) -> None:
         train(_config(pairs), out_dir=run)
 
 
+def test_init_from_loads_weights_of_the_same_architecture_only(tmp_path: Path, pairs: Path) -> None:
+    tiny = ("model.variant=estinet", "model.preset=tiny")
+    trainer = Trainer(_config(pairs, *tiny, "train.init_from=tiny"), out_dir=tmp_path / "ft")
+    shipped, _ = load_model("tiny")
+    assert _same_tensors(trainer.core.state_dict(), shipped.state_dict())
+    fresh = Trainer(_config(pairs, *tiny), out_dir=tmp_path / "fresh")
+    assert not _same_tensors(fresh.core.state_dict(), shipped.state_dict())
+    with pytest.raises(ConfigError, match=r"differs from the config's model in base_channels=8 \(config: 16\)"):
+        Trainer(_config(pairs, *tiny, "model.base_channels=16", "train.init_from=tiny"), out_dir=tmp_path / "w")
+    with pytest.raises(ConfigError, match=r"train\.init_from: weights 'no-such-model' not found"):
+        Trainer(_config(pairs, *tiny, "train.init_from=no-such-model"), out_dir=tmp_path / "w")
+
+
 def test_crash_during_save_keeps_the_previous_checkpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "last.pt"
     old = {"x": torch.arange(4)}

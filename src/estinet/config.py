@@ -441,6 +441,9 @@ class TrainConfig:
         val_every: steps between validations (0: only at the end of each stage).
         ckpt_every: steps between ``last.pt`` checkpoints (0: only at stage ends and at the end).
         progress: show a tqdm progress bar (rank 0 only).
+        init_from: start from these weights instead of a random initialisation (fine-tuning): a shipped name such
+            as ``tiny``, a ``.safetensors`` file or a training checkpoint, of the same architecture as ``model``.
+            Empty: random initialisation. Ignored when resuming (the checkpoint holds the weights).
     """
 
     stage1_steps: int = 2000
@@ -459,8 +462,11 @@ class TrainConfig:
     val_every: int = 500
     ckpt_every: int = 250
     progress: bool = True
+    init_from: str = ""
 
     def __post_init__(self) -> None:
+        if not isinstance(self.init_from, str):
+            raise _section_error("train", "init_from", self.init_from, "a shipped name, a weights file or empty")
         for name in ("stage1_steps", "stage2_steps", "seed", "val_every", "ckpt_every", "threads"):
             _check_int("train", self, name, 0)
         _check_int("train", self, "log_every", 1)

@@ -71,6 +71,7 @@ from estinet.config import (
     HELDOUT_KIND,
     ConfigError,
     ExperimentConfig,
+    ModelConfig,
     experiment_from_dict,
     load_experiment,
     save_experiment,
@@ -264,6 +265,39 @@ def _refiner(model: nn.Module) -> nn.Module | None:
         return estm
     fine = getattr(model, "fine", None)
     return fine if isinstance(fine, nn.Module) else None
+
+
+def init_from_weights(model: nn.Module, config: ModelConfig, spec: str) -> None:
+    """Load the weights ``spec`` names into ``model`` (``train.init_from``, fine-tuning).
+
+    Args:
+        model: the freshly built model to train.
+        config: its architecture.
+        spec: a shipped name, a ``.safetensors`` file or a training checkpoint (:func:`estinet.checkpoint.load_model`).
+
+    Raises:
+        ConfigError: the weights cannot be read, or are of another architecture (the differing fields are named).
+    """
+    from estinet.checkpoint import WeightsError, load_model
+
+    try:
+        source, stored = load_model(spec, device="cpu")
+    except WeightsError as exc:
+        raise ConfigError(f"train.init_from: {exc}") from exc
+    # the initialisation scheme does not matter once weights are loaded; every other field is the architecture
+    wanted = dataclasses.replace(config, init=stored.init)
+    if stored != wanted:
+        stored_fields, wanted_fields = to_dict(stored), to_dict(wanted)
+        differ = ", ".join(
+            f"{key}={stored_fields[key]!r} (config: {wanted_fields[key]!r})"
+            for key in stored_fields
+            if stored_fields[key] != wanted_fields.get(key)
+        )
+        raise ConfigError(
+            f"train.init_from={spec!r} holds a {stored.variant}/{stored.preset} model that differs from the config's "
+            f"model in {differ}; set the model section to match those weights or drop train.init_from"
+        )
+    model.load_state_dict(source.state_dict())
 
 
 def stage_plan(config: ExperimentConfig) -> list[Stage]:
@@ -825,6 +859,8 @@ class Trainer:
 
         torch.manual_seed(t.seed)  # identical initial weights on every process
         self.core = build_model(config.model)
+        if ckpt is None and t.init_from:
+            init_from_weights(self.core, config.model, t.init_from)
         if ckpt is not None:
             from estinet.checkpoint import WeightsError, load_state
 

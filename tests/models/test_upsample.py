@@ -21,6 +21,12 @@ def test_equals_interpolate(factor: int, channels_last: bool) -> None:
         got = upsample_bilinear(x, factor)
     assert got.shape == (2, 3, 5 * factor, 7 * factor)
     torch.testing.assert_close(got, want, rtol=0, atol=1e-12)
+    assert got.is_contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+    for layout in (False, True):  # an explicit output format
+        with torch.no_grad():
+            forced = upsample_bilinear(x, factor, channels_last=layout)
+        torch.testing.assert_close(forced, want, rtol=0, atol=1e-12)
+        assert forced.is_contiguous(memory_format=torch.channels_last if layout else torch.contiguous_format)
 
 
 def test_single_pixel_and_factor_one() -> None:

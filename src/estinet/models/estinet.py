@@ -199,7 +199,7 @@ class ESTINet(nn.Module):
             return self.head(g)
         if self.config.head_kernel == 1:
             # a 1x1 conv commutes exactly with bilinear upsampling: convolve at the low resolution, upsample 3 channels
-            return upsample_bilinear(self.head(g), s)
+            return upsample_bilinear(self.head(g), s, channels_last=False)  # added to NCHW frames
         return self.head(upsample_bilinear(g, s))
 
     def forward(self, frames: Tensor, displacement: Tensor | None = None) -> tuple[Tensor, Tensor]:

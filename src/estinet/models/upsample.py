@@ -29,7 +29,7 @@ def _upsample_axis(x: Tensor, factor: int, dim: int) -> Tensor:
     return out.flatten(dim, dim + 1)
 
 
-def upsample_bilinear(x: Tensor, factor: int) -> Tensor:
+def upsample_bilinear(x: Tensor, factor: int, channels_last: bool | None = None) -> Tensor:
     """Bilinear upsampling of (N, C, h, w) to (N, C, factor * h, factor * w).
 
     The function of ``F.interpolate(x, scale_factor=factor, mode="bilinear", align_corners=False)`` (equal to float
@@ -38,9 +38,11 @@ def upsample_bilinear(x: Tensor, factor: int) -> Tensor:
     Args:
         x: (N, C, h, w) floating point, any memory format.
         factor: integer factor >= 1.
+        channels_last: memory format of the result (None: channels_last when ``x`` is, so that a following
+            channels_last conv needs no conversion).
 
     Returns:
-        (N, C, factor * h, factor * w), contiguous.
+        (N, C, factor * h, factor * w).
     """
     if isinstance(factor, bool) or not isinstance(factor, int) or factor < 1:
         raise ValueError(f"factor must be a positive integer, got {factor!r}")
@@ -48,6 +50,12 @@ def upsample_bilinear(x: Tensor, factor: int) -> Tensor:
         raise ValueError(f"upsample_bilinear expects (N, C, h, w), got {tuple(x.shape)}")
     if factor == 1:
         return x
+    if channels_last is None:
+        channels_last = x.shape[1] > 1 and x.is_contiguous(memory_format=torch.channels_last)
     if torch.is_grad_enabled() and x.requires_grad:
-        return F.interpolate(x, scale_factor=factor, mode="bilinear", align_corners=False)
-    return _upsample_axis(_upsample_axis(x, factor, 3), factor, 2)
+        y = F.interpolate(x, scale_factor=factor, mode="bilinear", align_corners=False)
+    elif channels_last:  # upsample (N, h, w, C) along w, then h
+        return _upsample_axis(_upsample_axis(x.permute(0, 2, 3, 1), factor, 2), factor, 1).permute(0, 3, 1, 2)
+    else:
+        return _upsample_axis(_upsample_axis(x, factor, 3), factor, 2)
+    return y.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
