@@ -339,17 +339,8 @@ def _stage_row(name: str, args: argparse.Namespace, device: torch.device) -> lis
     stride = model.config.temporal_stride
 
     def best(fn) -> float:  # type: ignore[no-untyped-def]
-        times = []
-        for k in range(2 + args.repeat * 5):
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            start = time.perf_counter()
-            fn()
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            if k >= 2:
-                times.append(time.perf_counter() - start)
-        return 1000 * min(times)
+        fn()  # a second warm-up call; `timed` makes the first
+        return 1000 * timed(fn, device, args.repeat * 5)[0]
 
     g = torch.Generator().manual_seed(0)
     clip = torch.rand(1, 5, 3, args.height, args.width, generator=g).to(device)
