@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -23,6 +25,17 @@ def test_safetensors_round_trip(tmp_path: Path) -> None:
     for (k, a), (k2, b) in zip(model.state_dict().items(), loaded.state_dict().items(), strict=True):
         assert k == k2 and torch.equal(a, b)
     assert not list(tmp_path.glob(".*partial*"))
+
+
+def test_saved_weights_get_the_usual_file_permissions(tmp_path: Path) -> None:
+    """safetensors writes owner-only files; exported weights follow the umask like any other output."""
+    config = preset_config("estinet", "tiny")
+    old = os.umask(0o022)
+    try:
+        path = save_weights(build_model(config), config, tmp_path / "m.safetensors")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
 
 
 def test_training_checkpoint_loads(tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from safetensors import safe_open
 
 from estinet.checkpoint import load_model
 from estinet.config import ConfigError, ExperimentConfig, load_experiment, preset_config
@@ -352,6 +353,12 @@ def test_init_from_loads_weights_of_the_same_architecture_only(tmp_path: Path, p
     assert _same_tensors(trainer.core.state_dict(), shipped.state_dict())
     fresh = Trainer(_config(pairs, *tiny), out_dir=tmp_path / "fresh")
     assert not _same_tensors(fresh.core.state_dict(), shipped.state_dict())
+    run = train(
+        _config(pairs, *tiny, "train.init_from=tiny", "train.stage1_steps=0", "train.stage2_steps=1"),
+        out_dir=tmp_path / "run",
+    )
+    with safe_open(str(run / "model.safetensors"), framework="pt") as fh:
+        assert fh.metadata()["init_from"] == "tiny"  # the lineage travels with the weights
     with pytest.raises(ConfigError, match=r"differs from the config's model in base_channels=8 \(config: 16\)"):
         Trainer(_config(pairs, *tiny, "model.base_channels=16", "train.init_from=tiny"), out_dir=tmp_path / "w")
     with pytest.raises(ConfigError, match=r"train\.init_from: weights 'no-such-model' not found"):

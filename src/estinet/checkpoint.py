@@ -54,6 +54,20 @@ def default_weights() -> str:
     return "tiny" if "tiny" in names else names[0]
 
 
+def _umask() -> int:
+    """The process's file-creation mask (read without changing it where /proc allows)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def save_weights(
     model: nn.Module, config: ModelConfig, path: str | Path, extra: Mapping[str, str] | None = None
 ) -> Path:
@@ -78,6 +92,7 @@ def save_weights(
     tmp = path.with_name(f".{path.name}.partial-{os.getpid()}")
     try:
         save_file(state, str(tmp), metadata=meta)
+        os.chmod(tmp, 0o666 & ~_umask())  # safetensors creates owner-only files; give the usual permissions
         tmp.replace(path)
     finally:
         tmp.unlink(missing_ok=True)

@@ -1221,12 +1221,18 @@ class Trainer:
     def _export(self) -> None:
         from estinet.checkpoint import load_model, save_weights
 
-        extra = {"steps": str(self.step), "run": self.config.name}
+        lineage = {"init_from": self.config.train.init_from} if self.config.train.init_from else {}
+        extra = {"steps": str(self.step), "run": self.config.name, **lineage}
         save_weights(self.core, self.config.model, self.out_dir / "model.safetensors", extra=extra)
         best = self.out_dir / "best.pt"
         if best.is_file() and self.best["step"] is not None:
             model, model_config = load_model(best)
-            extra = {"steps": str(self.best["step"]), "run": self.config.name, BEST_METRIC: str(self.best["value"])}
+            extra = {
+                "steps": str(self.best["step"]),
+                "run": self.config.name,
+                BEST_METRIC: str(self.best["value"]),
+                **lineage,
+            }
             save_weights(model, model_config, self.out_dir / "best.safetensors", extra=extra)
 
     def close(self) -> None:
