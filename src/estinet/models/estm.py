@@ -25,7 +25,7 @@ class TemporalConv3d(nn.Conv3d):
     - on CPUs, one 2D conv per *input frame* whose output channels are the taps that frame feeds, stacked
       (``C_out`` to ``3 * C_out`` channels), then the tap sums. With these few channels oneDNN's cost hardly depends
       on the output width, so 5 input frames cost 5 calls instead of 9, and channels_last frames avoid its layout
-      conversions (``benchmarks/bench_streaming.py --estm``).
+      conversions (``benchmarks/bench_streaming.py --no-speed --conv-batch`` and ``--stages``).
 
     Input (N, C_in, T, H, W) -> output (N, C_out, T - 2, H, W); :meth:`frames` takes and returns frame-major
     (N, T, C, H, W) tensors and avoids the transposes.
