@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from estinet.inference import _channels_last_taps
+from estinet.models import estm as estm_module
 from estinet.models.estm import ESTM, TemporalConv3d
 
 
@@ -38,6 +39,21 @@ def test_temporal_conv_without_gradients_equals_conv3d(batch: int, frames: int) 
             for i in range(batch)
             for j in range(frames - 2)
         )
+
+
+@pytest.mark.parametrize("batch", [1, 2])
+def test_gpu_form_equals_conv3d(batch: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The per-tap form that GPUs use, run here on the CPU, for NCHW and channels_last frames."""
+    monkeypatch.setattr(estm_module, "_per_input_frames", lambda device: False)
+    torch.manual_seed(6)
+    conv = TemporalConv3d(6, 4).double()
+    x = torch.randn(batch, 5, 6, 9, 13, dtype=torch.float64, requires_grad=True)
+    want = F.conv3d(x.transpose(1, 2), conv.weight, conv.bias, padding=(0, 1, 1)).transpose(1, 2)
+    frames_cl = x.permute(0, 1, 3, 4, 2).contiguous().permute(0, 1, 4, 2, 3)
+    for got in (conv.frames(x), conv.frames(frames_cl)):
+        torch.testing.assert_close(got, want, rtol=0, atol=1e-12)
+    grad = torch.autograd.grad(conv.frames(x).square().sum(), x)[0]
+    torch.testing.assert_close(grad, torch.autograd.grad(want.square().sum(), x)[0], rtol=1e-10, atol=1e-10)
 
 
 def test_temporal_conv_gradients_equal_conv3d() -> None:

@@ -14,6 +14,11 @@ from torch import Tensor, nn
 from estinet.models.sicm import conv3x3
 
 
+def _per_input_frames(device: torch.device) -> bool:
+    """Whether :class:`TemporalConv3d` uses its per-input-frame form (CPUs) rather than the per-tap one (GPUs)."""
+    return device.type == "cpu"
+
+
 class TemporalConv3d(nn.Conv3d):
     """A 3x3x3 conv without temporal padding (spatial padding 1), computed as 2D convs.
 
@@ -49,7 +54,7 @@ class TemporalConv3d(nn.Conv3d):
             raise ValueError(f"TemporalConv3d needs at least 3 frames, got {t}")
         if c != self.in_channels:
             raise ValueError(f"TemporalConv3d expects {self.in_channels} channels, got {c}")
-        if x.device.type == "cpu":
+        if _per_input_frames(x.device):
             return self._frames_per_input(x)
         steps = t - 2
         y: Tensor | None = None
