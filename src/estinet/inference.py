@@ -71,7 +71,7 @@ from estinet.config import ModelConfig, preset_config
 from estinet.data.windows import window_indices
 from estinet.models.estinet import PAD_MULTIPLE, ESTINet, pad_to_multiple
 from estinet.models.estm import TemporalConv3d
-from estinet.models.motion import StreamingMotion, pair_displacements
+from estinet.models.motion import StreamingMotion, pair_displacements, translate_into
 from estinet.models.official import OfficialESTINet
 
 if TYPE_CHECKING:
@@ -716,25 +716,42 @@ class Derainer:
         xs = tile_spans(wp, plan.tile, margin, self.align)
         disp_dev = disp.to(self.device) if disp is not None else None
 
+        s = self.config.temporal_stride
+        shifts: dict[float, list[list[float]]] = {}
+        if disp_dev is not None and not self.is_official:
+            # the shifts align_to_centre would apply, computed the same way (so streaming equals per-window)
+            for scale in (1.0, 1.0 / s):
+                shifts[scale] = (-disp_dev.flatten(0, 1) * scale).detach().to("cpu", torch.float64).tolist()
+
+        def gather(attr: str, y0: int, y1: int, x0: int, x1: int, scale: float) -> Tensor:
+            """(B, T, C, y1 - y0, x1 - x0): the windows' crops of a slot field, translated onto their centres."""
+            crops = [[getattr(slots[j], attr)[:, y0:y1, x0:x1] for j in w] for w in windows]
+            if not shifts:
+                return torch.stack([torch.stack(row) for row in crops])
+            first_crop = crops[0][0]
+            out = first_crop.new_empty(len(windows), len(windows[0]), *first_crop.shape)
+            scratch = torch.empty_like(out[0, 0])
+            for b, row in enumerate(crops):
+                for t, crop in enumerate(row):
+                    dy, dx = shifts[scale][b * len(row) + t]
+                    translate_into(out[b, t], crop, dy, dx, scratch)
+            return out
+
         def run(py0: int, py1: int, px0: int, px1: int) -> Tensor:
-            rainy = torch.stack([torch.stack([slots[j].rainy[:, py0:py1, px0:px1] for j in w]) for w in windows])
             if self.is_official:
+                rainy = torch.stack([torch.stack([slots[j].rainy[:, py0:py1, px0:px1] for j in w]) for w in windows])
                 with self._autocast():
                     return model(rainy)[1]
-            s = self.config.temporal_stride
-            full = torch.stack([torch.stack([slots[j].full[:, py0:py1, px0:px1] for j in w]) for w in windows])
+            # aligned while gathered: one copy per frame instead of a stack and then a translation
+            rainy = gather("rainy", py0, py1, px0, px1, 1.0)
+            full = gather("full", py0, py1, px0, px1, 1.0)
             if slots[windows[0][0]].low.numel():
-                low = torch.stack(
-                    [
-                        torch.stack([slots[j].low[:, py0 // s : py1 // s, px0 // s : px1 // s] for j in w])
-                        for w in windows
-                    ]
-                )
+                low = gather("low", py0 // s, py1 // s, px0 // s, px1 // s, 1.0 / s)
             else:
                 low = full.new_zeros(0)
             assert isinstance(model, ESTINet)
             with self._autocast():
-                return model.window_forward(rainy, full, low, disp_dev)[1]
+                return model.window_forward(rainy, full, low, None)[1]
 
         if len(ys) == 1 and len(xs) == 1:
             return run(0, hp, 0, wp)

@@ -17,6 +17,7 @@ from estinet.models.motion import (
     phase_correlation,
     rgb_to_luma,
     translate,
+    translate_into,
 )
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
@@ -360,6 +361,16 @@ def test_translate_matches_bilinear_reference(shift: tuple[float, float], device
     out = out.cpu()
     assert torch.allclose(out, reference_translate(x, s), atol=1e-12)
     assert out.min() >= x.min() and out.max() <= x.max()  # border replicated, no black edges
+
+
+@pytest.mark.parametrize("shift", [(0.0, 0.0), (0.0, -2.5), (1.25, 0.0), (-3.5, 2.75), (7.0, -1.0)])
+def test_translate_into_is_translate_per_image(shift: tuple[float, float]) -> None:
+    torch.manual_seed(11)
+    x = torch.rand(3, 10, 12)
+    want = translate(x[None], torch.tensor([shift]))[0]
+    out = torch.empty(10, 12, 3).permute(2, 0, 1)  # a channels-last destination
+    translate_into(out, x, *shift)
+    assert torch.equal(out, want)
 
 
 def test_translate_gradient() -> None:

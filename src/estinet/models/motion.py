@@ -588,12 +588,33 @@ def translate(x: Tensor, shift: Tensor) -> Tensor:
     out = torch.empty_like(x, memory_format=torch.contiguous_format)
     scratch = torch.empty_like(out[0]) if len(out) else out
     for i, (dy, dx) in enumerate(values):
-        if dy == 0 and dx == 0:
-            out[i].copy_(x[i])
-            continue
-        _shift_axis_into(scratch, x[i], dy, -2)
-        _shift_axis_into(out[i], scratch, dx, -1)
+        translate_into(out[i], x[i], dy, dx, scratch)
     return out
+
+
+def translate_into(out: Tensor, x: Tensor, dy: float, dx: float, scratch: Tensor | None = None) -> None:
+    """Write one image translated by (dy, dx) pixels into ``out``: ``out(p) = x(p - (dy, dx))`` (no autograd).
+
+    The per-image step of :func:`translate` (separable linear interpolation, edge pixels replicated; a zero shift
+    along an axis is an exact copy along it), for callers that assemble a batch themselves.
+
+    Args:
+        out: (C, H, W) destination, any memory layout; must not overlap ``x``.
+        x: (C, H, W) source.
+        dy: shift along H (finite).
+        dx: shift along W (finite).
+        scratch: optional (C, H, W) buffer for the intermediate of a shift along both axes.
+    """
+    if dy == 0 and dx == 0:
+        out.copy_(x)
+    elif dy == 0:
+        _shift_axis_into(out, x, dx, -1)
+    elif dx == 0:
+        _shift_axis_into(out, x, dy, -2)
+    else:
+        tmp = scratch if scratch is not None else torch.empty_like(out, memory_format=torch.contiguous_format)
+        _shift_axis_into(tmp, x, dy, -2)
+        _shift_axis_into(out, tmp, dx, -1)
 
 
 def align_to_centre(x: Tensor, disp: Tensor, scale: float = 1.0) -> Tensor:
