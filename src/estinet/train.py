@@ -1173,6 +1173,10 @@ class Trainer:
                     bar.set_description(f"stage {self.stage.number}")
             if self.step == self.total_steps and main:
                 self._export()
+            if self.dist.distributed:
+                # every rank leaves together, after rank 0's export: a rank tearing its process group down while
+                # the other is still busy was seen to abort ("terminate called without an active exception")
+                dist.barrier()
         finally:
             bar.close()
             log.close()
