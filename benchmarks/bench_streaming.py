@@ -405,19 +405,11 @@ def stage_table(args: argparse.Namespace, device: torch.device) -> None:
 def conv_batch_table(args: argparse.Namespace) -> None:
     """CPU: ESTM-sized 3x3 convs (6 -> 4 channels): a batch of 3 images against 3 single-image calls (NCHW), and one
     channels_last image against the number of output channels."""
-    import torch.nn.functional as F
-
     x = torch.rand(3, 6, args.height, args.width)
     w = torch.randn(4, 6, 3, 3)
 
     def best(fn) -> float:  # type: ignore[no-untyped-def]
-        fn()
-        times = []
-        for _ in range(5):
-            start = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - start)
-        return 1000 * min(times)
+        return 1000 * timed(fn, torch.device("cpu"), 5)[0]
 
     batched = best(lambda: F.conv2d(x, w, padding=1))
     single = best(lambda: [F.conv2d(x[i : i + 1], w, padding=1) for i in range(3)])

@@ -147,10 +147,11 @@ def _measure(
     model, config = _load(spec, device)
     derainer = Derainer(model, config=None if config.variant == "official" else config, device=device, tile=0)
 
-    def run(count: int, timed: bool) -> float:
+    def run(count: int, on_clip: bool) -> float:
+        """Seconds to derain ``count`` frames; ``end-to-end`` with ``on_clip`` runs derain_video on the clip."""
         _sync(device)
         t0 = time.perf_counter()
-        if mode == "end-to-end" and timed:  # the warm-up streams random frames, then one untimed pass of the clip
+        if mode == "end-to-end" and on_clip:
             assert clip is not None
             with tempfile.TemporaryDirectory() as tmp:
                 derainer.derain_video(clip, Path(tmp) / "out.mp4", progress=False)
@@ -162,12 +163,12 @@ def _measure(
         _sync(device)
         return time.perf_counter() - t0
 
-    run(warmup, timed=False)
+    run(warmup, on_clip=False)  # random frames through the streaming path
     if mode == "end-to-end":
-        run(frames, timed=True)
+        run(frames, on_clip=True)  # one untimed pass of the clip
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    seconds = run(frames, timed=True)
+    seconds = run(frames, on_clip=True)
     if device.type == "cuda":
         peak = torch.cuda.max_memory_allocated(device) / 2**20
     else:

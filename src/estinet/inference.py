@@ -71,7 +71,7 @@ from estinet.config import ModelConfig, preset_config
 from estinet.data.windows import window_indices
 from estinet.models.estinet import PAD_MULTIPLE, ESTINet, pad_to_multiple
 from estinet.models.estm import TemporalConv3d
-from estinet.models.motion import StreamingMotion, pair_displacements, translate_into
+from estinet.models.motion import StreamingMotion, centre_shifts, pair_displacements, translate_into
 from estinet.models.official import OfficialESTINet
 
 if TYPE_CHECKING:
@@ -719,9 +719,9 @@ class Derainer:
         s = self.config.temporal_stride
         shifts: dict[float, list[list[float]]] = {}
         if disp_dev is not None and not self.is_official:
-            # the shifts align_to_centre would apply, computed the same way (so streaming equals per-window)
+            # the shifts align_to_centre applies (so streaming equals the per-window forward)
             for scale in (1.0, 1.0 / s):
-                shifts[scale] = (-disp_dev.flatten(0, 1) * scale).detach().to("cpu", torch.float64).tolist()
+                shifts[scale] = centre_shifts(disp_dev, scale).detach().to("cpu", torch.float64).tolist()
 
         def gather(attr: str, y0: int, y1: int, x0: int, x1: int, scale: float) -> Tensor:
             """(B, T, C, y1 - y0, x1 - x0): the windows' crops of a slot field, translated onto their centres."""

@@ -617,6 +617,16 @@ def translate_into(out: Tensor, x: Tensor, dy: float, dx: float, scratch: Tensor
         _shift_axis_into(out, tmp, dx, -1)
 
 
+def centre_shifts(disp: Tensor, scale: float = 1.0) -> Tensor:
+    """The :func:`translate` shifts that :func:`align_to_centre` applies: ``-disp * scale``, flattened to (B*T, 2).
+
+    Args:
+        disp: (B, T, 2) displacement of each frame relative to the centre frame, in frame pixels.
+        scale: resolution of the translated maps relative to the frames.
+    """
+    return -disp.flatten(0, 1) * scale
+
+
 def align_to_centre(x: Tensor, disp: Tensor, scale: float = 1.0) -> Tensor:
     """Translate every frame (or per-frame feature map) of a window onto the centre frame.
 
@@ -637,8 +647,7 @@ def align_to_centre(x: Tensor, disp: Tensor, scale: float = 1.0) -> Tensor:
         raise ValueError(f"disp must have shape (B, T, 2) = {(*x.shape[:2], 2)}, got {tuple(disp.shape)}")
     if not scale > 0:
         raise ValueError(f"scale must be > 0 (feature height / frame height), got {scale}")
-    shift = -disp.flatten(0, 1) * scale  # (B*T, 2)
-    return translate(x.flatten(0, 1), shift).unflatten(0, x.shape[:2])  # (B, T, C, h, w)
+    return translate(x.flatten(0, 1), centre_shifts(disp, scale)).unflatten(0, x.shape[:2])  # (B, T, C, h, w)
 
 
 # --------------------------------------------------------------------------------------------------------------

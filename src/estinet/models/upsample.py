@@ -54,8 +54,7 @@ def upsample_bilinear(x: Tensor, factor: int, channels_last: bool | None = None)
         channels_last = x.shape[1] > 1 and x.is_contiguous(memory_format=torch.channels_last)
     if torch.is_grad_enabled() and x.requires_grad:
         y = F.interpolate(x, scale_factor=factor, mode="bilinear", align_corners=False)
-    elif channels_last:  # upsample (N, h, w, C) along w, then h
+        return y.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+    if channels_last:  # upsample (N, h, w, C) along w, then h
         return _upsample_axis(_upsample_axis(x.permute(0, 2, 3, 1), factor, 2), factor, 1).permute(0, 3, 1, 2)
-    else:
-        return _upsample_axis(_upsample_axis(x, factor, 3), factor, 2)
-    return y.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+    return _upsample_axis(_upsample_axis(x, factor, 3), factor, 2)
