@@ -294,8 +294,8 @@ def init_from_weights(model: nn.Module, config: ModelConfig, spec: str) -> None:
             if stored_fields[key] != wanted_fields.get(key)
         )
         raise ConfigError(
-            f"train.init_from={spec!r} holds a {stored.variant}/{stored.preset} model that differs from the config's "
-            f"model in {differ}; set the model section to match those weights or drop train.init_from"
+            f"train.init_from={spec!r} holds weights of the {stored.variant}/{stored.preset} model, which differs from "
+            f"the config's model in {differ}; set the model section to match those weights or drop train.init_from"
         )
     model.load_state_dict(source.state_dict())
 
