@@ -139,8 +139,9 @@ class ScenePlan:
 
     Attributes:
         gains: Translation gains of the layers, back to front (the base layer's is 1.0); ``(1.0,)`` for no parallax.
-        boundaries: For each layer after the first that is not the base layer... one row per boundary:
-            ``(level, a1, f1, p1, a2, f2, p2, a3, f3, p3)`` (see :func:`boundary_mask`), back to front.
+        boundaries: One row ``(level, a1, f1, p1, a2, f2, p2, a3, f3, p3)`` (see :func:`boundary_mask`) per masked
+            layer, back to front: with 3 layers the base layer's (below the far layer's line), then the near
+            layer's; with 2 layers only the near layer's; none without parallax.
         objects: The moving objects (front-most last).
     """
 
