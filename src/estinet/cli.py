@@ -197,7 +197,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", default="estinet-demo", help="output folder (default ./estinet-demo)")
     p.add_argument("--weights", help="weights (default: the fastest shipped model)")
     p.add_argument("--frames", type=int, default=48, help="frames of the demo clip (default 48)")
-    p.add_argument("--preset", default="heavy", help="rain preset: light, heavy, ntu (default heavy)")
+    p.add_argument(
+        "--preset",
+        default="heavy",
+        help="rain preset: light, heavy (default), ntu, realistic-light, realistic-heavy, storm, random",
+    )
     p.add_argument("--seed", type=int, default=0, help="rain seed (default 0)")
     p.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
     p.add_argument("--overwrite", action="store_true", help="replace earlier demo outputs")
@@ -227,7 +231,12 @@ def build_parser() -> argparse.ArgumentParser:
         "clean", nargs="*", help="clean videos, frame folders or images (default: the package training clips)"
     )
     p.add_argument("-o", "--output", required=True, help="output folder (NTURain layout)")
-    p.add_argument("--preset", default="ntu", help="rain preset: light, heavy, ntu, or a comma list (default ntu)")
+    p.add_argument(
+        "--preset",
+        default="ntu",
+        help="rain preset (light, heavy, ntu, realistic-light, realistic-heavy, storm, random) or a comma list "
+        "(default ntu)",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of every random choice (default 0)")
     p.add_argument("--frames", type=int, help="frames per sequence (default: 100 per video shot, 30 per still)")
     p.add_argument("--camera", default="mixed", help="camera motion: mixed, static, pan, handheld (default mixed)")

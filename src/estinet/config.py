@@ -58,6 +58,10 @@ class ModelConfig:
         estm_growth: growth rate of the dense blocks.
         motion_compensation: align neighbours to the centre frame by global sub-pixel translation.
         init: ``kaiming`` (default) or ``paper`` (N(0, 0.01) as in the paper).
+        rain_gate: ESTM also predicts a rain mask ``m`` in [0, 1] and the refined frame becomes
+            ``rainy + m * (refined - rainy)``, so pixels without rain can come back exactly as they went in
+            (:class:`estinet.models.estm.ESTM`). Needs ESTM; off in the presets (the paper's model), on in the
+            shipped models' training configs.
     """
 
     variant: str = "estinet"
@@ -77,6 +81,7 @@ class ModelConfig:
     estm_growth: int = 4
     motion_compensation: bool = True
     init: str = "kaiming"
+    rain_gate: bool = False
 
     def __post_init__(self) -> None:
         _check_choice("variant", self.variant, VARIANTS)
@@ -103,6 +108,10 @@ class ModelConfig:
             raise ConfigError(f"model.temporal_stride must be one of 1, 2, 4, 8, 16, got {self.temporal_stride!r}")
         if self.head_kernel not in (1, 3):
             raise ConfigError(f"model.head_kernel must be 1 or 3, got {self.head_kernel!r}")
+        if not isinstance(self.rain_gate, bool):
+            raise ConfigError(f"model.rain_gate must be true or false, got {self.rain_gate!r}")
+        if self.rain_gate and self.variant != "estinet":
+            raise ConfigError(f"model.rain_gate needs ESTM (variant estinet), not {self.variant!r}; set it to false")
 
     @property
     def num_frames(self) -> int:
@@ -371,6 +380,10 @@ class DataConfig:
             of processes).
         workers: DataLoader worker processes per training process (0 loads in the main process).
         flip: random horizontal flips.
+        compression: probability that a synthetic training clip passes through JPEG or H.264 at a random quality,
+            rainy and clean alike (:mod:`estinet.data.compress`); 0 keeps exact frames.
+        scene_motion: share of synthetic stills and static-camera clips given parallax layers and moving objects
+            (:func:`estinet.data.sources.make_clip`); 0 keeps them as before.
         val: validation dataset: ``heldout:PRESETS`` (synthetic rain over the held-out package sources, rendered
             once with ``val_seed``), any ``KIND:PATH`` with ground truth (evaluated on full frames), or null to
             switch validation off.
@@ -391,6 +404,8 @@ class DataConfig:
     batch_size: int = 4
     workers: int = 1
     flip: bool = True
+    compression: float = 0.0
+    scene_motion: float = 0.0
     val: str | None = "heldout:light,heavy,ntu"
     val_split: str = "test"
     val_clean: list[str] | None = None
@@ -411,6 +426,10 @@ class DataConfig:
             _check_int("data", self, name, 0)
         if not isinstance(self.flip, bool):
             raise _section_error("data", "flip", self.flip, "true or false")
+        for name in ("compression", "scene_motion"):
+            _coerce_float("data", self, name, 0.0)
+            if getattr(self, name) > 1:
+                raise _section_error("data", name, getattr(self, name), "a probability in [0, 1]")
 
 
 @dataclass(frozen=True)
@@ -427,6 +446,8 @@ class TrainConfig:
         min_lr: learning rate reached at the end of each stage.
         schedule: ``cosine`` or ``exponential`` decay from ``lr`` to ``min_lr`` within each stage.
         alpha: weight of L_EST in stage 2 (paper: 1).
+        background_weight: weight of the background term inside L_EST (:func:`estinet.losses.derain_loss`: the MSE
+            over pixels the rain left alone; 0 is the paper's loss).
         grad_clip: clip the global gradient norm to this value (0 switches clipping off).
         seed: seed of the model initialisation and of the data order; process ``rank`` seeds its RNGs with
             ``seed + rank``.
@@ -452,6 +473,7 @@ class TrainConfig:
     min_lr: float = 1e-6
     schedule: str = "cosine"
     alpha: float = 1.0
+    background_weight: float = 0.0
     grad_clip: float = 0.0
     seed: int = 0
     device: str = "auto"
@@ -475,6 +497,7 @@ class TrainConfig:
         _coerce_float("train", self, "lr", 0.0, strict=True)
         _coerce_float("train", self, "min_lr", 0.0, strict=True)
         _coerce_float("train", self, "alpha", 0.0)
+        _coerce_float("train", self, "background_weight", 0.0)
         _coerce_float("train", self, "grad_clip", 0.0)
         if self.min_lr > self.lr:
             raise ConfigError(f"train.min_lr ({self.min_lr}) must not exceed train.lr ({self.lr})")

@@ -89,7 +89,7 @@ def run_demo(
     weights = weights or default_weights()
     clean, source = demo_clip(frames, seed)
     t, h, w = clean.shape[:3]
-    renderer = RainRenderer(get_preset(preset), h, w, seed=seed)
+    renderer = RainRenderer(get_preset(preset, seed=seed), h, w, seed=seed)
     rainy_f, _ = renderer.render_clip(frames_to_float(clean))
     rainy = frames_to_uint8(rainy_f)
 

@@ -27,7 +27,9 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
-__all__ = ["DerainLoss", "LossTerms", "border_mask", "derain_loss", "masked_mse"]
+__all__ = ["BACKGROUND_TOLERANCE", "DerainLoss", "LossTerms", "border_mask", "derain_loss", "masked_mse"]
+
+BACKGROUND_TOLERANCE = 2.0 / 255.0  # rainy and clean within 2 levels in every channel: a pixel the rain left alone
 
 
 def border_mask(displacement: Tensor, height: int, width: int) -> Tensor:
@@ -125,8 +127,16 @@ def derain_loss(
     centre: int,
     alpha: float = 1.0,
     refine: bool = True,
+    rainy: Tensor | None = None,
+    background_weight: float = 0.0,
 ) -> LossTerms:
-    """ESTINet's loss: ``L_STI`` (stage 1) or ``L_STI + alpha * L_EST`` (stage 2).
+    """ESTINet's loss: ``L_STI`` (stage 1) or ``L_STI + alpha * (L_EST + background_weight * L_BG)`` (stage 2).
+
+    ``L_BG`` is the refined frame's MSE over the *background*: the pixels of the centre frame that the rain left
+    alone, found as those where the rainy and the clean frame differ by at most :data:`BACKGROUND_TOLERANCE` in every
+    channel (2 levels of 8 bits). It needs no rain mask from a renderer, so it works on any paired data. Its mean is
+    taken over the background pixels only, so it weighs the same however much of the frame the rain covers; it is
+    what teaches a gated ESTM (``model.rain_gate``) to close the gate where there is no rain.
 
     Args:
         coarse: (B, T, 3, H, W) coarse frames.
@@ -136,6 +146,9 @@ def derain_loss(
         centre: index of the centre frame in T.
         alpha: weight of ``L_EST``.
         refine: include ``L_EST`` (stage 2 of a model with ESTM).
+        rainy: (B, T, 3, H, W) rainy frames (only the centre frame is used, which is never translated); needed
+            when ``background_weight > 0``.
+        background_weight: weight of ``L_BG`` (0 leaves the paper's loss).
 
     Returns:
         :class:`LossTerms`.
@@ -146,6 +159,12 @@ def derain_loss(
     if not refine:
         return LossTerms(sti, sti, None)
     est = masked_mse(refined, target[:, centre])
+    if background_weight > 0:
+        if rainy is None:
+            raise ValueError("background_weight > 0 needs the rainy frames (rainy=...)")
+        clean_c = target[:, centre]
+        dry = ((rainy[:, centre] - clean_c).abs().amax(dim=1, keepdim=True) <= BACKGROUND_TOLERANCE).float()
+        est = est + background_weight * masked_mse(refined, clean_c, dry)
     return LossTerms(sti + alpha * est, sti, est)
 
 

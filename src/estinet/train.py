@@ -284,8 +284,10 @@ def init_from_weights(model: nn.Module, config: ModelConfig, spec: str) -> None:
         source, stored = load_model(spec, device="cpu")
     except WeightsError as exc:
         raise ConfigError(f"train.init_from: {exc}") from exc
-    # the initialisation scheme does not matter once weights are loaded; every other field is the architecture
-    wanted = dataclasses.replace(config, init=stored.init)
+    # the initialisation scheme does not matter once weights are loaded; every other field is the architecture,
+    # except that a rain gate may be added to weights trained without one (it starts open: their function)
+    add_gate = config.rain_gate and not stored.rain_gate
+    wanted = dataclasses.replace(config, init=stored.init, rain_gate=stored.rain_gate if add_gate else config.rain_gate)
     if stored != wanted:
         stored_fields, wanted_fields = to_dict(stored), to_dict(wanted)
         differ = ", ".join(
@@ -297,7 +299,9 @@ def init_from_weights(model: nn.Module, config: ModelConfig, spec: str) -> None:
             f"train.init_from={spec!r} holds weights of the {stored.variant}/{stored.preset} model, which differs from "
             f"the config's model in {differ}; set the model section to match those weights or drop train.init_from"
         )
-    model.load_state_dict(source.state_dict())
+    missing, unexpected = model.load_state_dict(source.state_dict(), strict=not add_gate)
+    if add_gate and (unexpected or any(not key.startswith("estm.gate.") for key in missing)):
+        raise ConfigError(f"train.init_from={spec!r}: does not fit a new rain gate: {missing + unexpected}")
 
 
 def stage_plan(config: ExperimentConfig) -> list[Stage]:
@@ -534,6 +538,8 @@ def build_train_dataset(config: ExperimentConfig) -> Dataset:
             length=d.epoch_samples,
             train=True,
             flip=d.flip,
+            compression=d.compression,
+            scene_motion=d.scene_motion,
         )
     if d.clean is not None:
         raise ConfigError(f"data.clean is only used by synthetic: training data, not {d.train!r}; remove it")
@@ -1017,6 +1023,8 @@ class Trainer:
             centre=self.config.model.centre,
             alpha=self.config.train.alpha,
             refine=self.stage.refine,
+            rainy=rainy,
+            background_weight=self.config.train.background_weight,
         )
         self.optimizer.zero_grad(set_to_none=True)
         self.last_lr = float(self.optimizer.param_groups[0]["lr"])

@@ -67,7 +67,16 @@ from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
 from estinet.data.camera import CameraMotion, get_camera_preset
-from estinet.data.rain import RainParams, RainRenderer, frames_to_float, frames_to_uint8, get_preset
+from estinet.data.compress import compress_clip, random_compression
+from estinet.data.rain import (
+    RANDOM_PRESET,
+    RainParams,
+    RainRenderer,
+    frames_to_float,
+    frames_to_uint8,
+    get_preset,
+    random_params,
+)
 from estinet.data.sources import CleanSource, SourceError, clean_sources, make_clip, training_sources
 from estinet.data.video_io import IMAGE_SUFFIXES, natural_sort_key, open_frames, read_image
 from estinet.data.windows import window_indices
@@ -737,7 +746,8 @@ class RainyVideo(VideoDataset):
 # ---------------------------------------------------------------------------------------------------------------------
 
 
-def _presets(preset: str | RainParams | Sequence[str | RainParams]) -> list[tuple[str, RainParams]]:
+def _presets(preset: str | RainParams | Sequence[str | RainParams]) -> list[tuple[str, RainParams | None]]:
+    """``(name, params)`` of each preset; ``params`` is None for ``random`` (drawn per clip from the rain seed)."""
     items: Sequence[str | RainParams]
     if isinstance(preset, str):
         items = [p.strip() for p in preset.split(",") if p.strip()]
@@ -751,6 +761,8 @@ def _presets(preset: str | RainParams | Sequence[str | RainParams]) -> list[tupl
     for item in items:
         if isinstance(item, RainParams):
             out.append(("custom", item))
+        elif item == RANDOM_PRESET:
+            out.append((item, None))
         else:
             try:
                 out.append((item, get_preset(item)))
@@ -782,6 +794,12 @@ class SyntheticRain(Dataset):
         length: Number of samples per epoch.
         train: Training mode: random horizontal flips (``flip``); otherwise no flips.
         flip: Random horizontal flips in training mode.
+        compression: Probability that a sample passes through a lossy codec (JPEG or H.264 at a random quality,
+            :func:`estinet.data.compress.random_compression`), applied alike to the rainy and the clean clip (the
+            target is the clean clip compressed the same way; ``docs/data.md`` says why). 0 (default) keeps the
+            exact frames; samples are then identical to those without the option.
+        scene_motion: Share of the stills and static-camera clips that also get parallax layers and moving objects
+            (:func:`estinet.data.sources.make_clip`); 0 (default) keeps the samples as they were.
 
     Raises:
         DatasetError: If no clean source is available, a preset is unknown, or an argument is invalid.
@@ -798,7 +816,14 @@ class SyntheticRain(Dataset):
         length: int = 1000,
         train: bool = True,
         flip: bool = True,
+        compression: float = 0.0,
+        scene_motion: float = 0.0,
     ) -> None:
+        for name, value in (("compression", compression), ("scene_motion", scene_motion)):
+            if not 0.0 <= float(value) <= 1.0:
+                raise DatasetError(f"{name} is a probability in [0, 1], got {value!r}")
+        self.compression = float(compression)
+        self.scene_motion = float(scene_motion)
         if sources is None:
             found = training_sources()
             if not found:
@@ -872,11 +897,20 @@ class SyntheticRain(Dataset):
         src, pre, clip_seed, rain_seed, flip = self._draw(index)
         source = self.sources[src]
         name, params = self.presets[pre]
-        clip, shifts = make_clip(source, self.num_frames, self.crop, clip_seed, self.camera)  # (T, h, w, 3) uint8
+        if params is None:
+            params = random_params(rain_seed)
+        clip, shifts = make_clip(
+            source, self.num_frames, self.crop, clip_seed, self.camera, self.scene_motion
+        )  # (T, h, w, 3) uint8, (T, 2)
         h, w = self.crop
         renderer = RainRenderer(params, h, w, seed=rain_seed)
         rainy, alpha = renderer.render_clip(frames_to_float(clip), shifts)  # (T, h, w, 3), (T, h, w) float32
         rainy8 = frames_to_uint8(rainy)
+        if self.compression > 0:
+            rng = np.random.default_rng(_sample_seed(self.seed, self.epoch, index, 0xC0DEC))
+            if rng.random() < self.compression:
+                setting = random_compression(rng)
+                rainy8, clip = compress_clip(rainy8, setting), compress_clip(clip, setting)
         if flip:
             clip, rainy8, alpha = clip[:, :, ::-1], rainy8[:, :, ::-1], alpha[:, :, ::-1]
         return {

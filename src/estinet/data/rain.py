@@ -26,14 +26,18 @@ from dataclasses import dataclass, field, fields
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 __all__ = [
     "PRESETS",
+    "RANDOM_PRESET",
     "RainParams",
     "RainRenderer",
     "frames_to_float",
     "frames_to_uint8",
     "get_preset",
+    "preset_names",
+    "random_params",
     "synthesize_rain",
 ]
 
@@ -79,6 +83,23 @@ class RainParams:
         sparkle_density: Sparkle specks per megapixel per frame (re-drawn every frame, like sensor-visible
             splashes of light); 0 disables sparkle.
         sparkle_opacity: Peak opacity of a sparkle speck, 0..1.
+        size_jitter: Relative spread of drop sizes: each streak variant's width is multiplied by a seeded
+            log-normal factor ``exp(size_jitter * N(0, 1))`` (big and small drops in one rain); 0 disables.
+        env_gain: Streak radiance from the environment (0 = a constant ``color``). A falling drop refracts light
+            from a wide field of view, so its radiance follows the scene's light around it rather than the pixel it
+            covers: with ``env_gain > 0`` the streak colour is ``color * clip(env_bias + env_gain * L)`` where ``L``
+            is the frame's local mean luminance (a low-pass over about an eighth of the frame). Over a dark
+            background a streak then adds much more than over a bright one, as in real footage.
+        env_bias: Offset of the environment radiance above (in units of full scale).
+        haze_gradient: Depth dependence of the veiling haze, 0..1: the haze of a pixel is ``haze * (1 -
+            haze_gradient + haze_gradient * d)`` with ``d`` a seeded, smooth pseudo-depth in [0, 1] that grows
+            towards the top of the frame (the far scene); 0 keeps it uniform.
+        splash_density: Splashes per megapixel per frame in the lower half of the frame (drops bursting on the
+            ground: small crowns of specks that last one frame); 0 disables.
+        splash_opacity: Peak opacity of a splash speck, 0..1.
+        lens_drops: Mean number (Poisson) of water drops sitting on the lens for a whole clip (each a small,
+            sliding, refracting disc that shows a blurred, inverted view of the scene behind it); 0 disables.
+        lens_drop_radius: Mean radius of a lens drop in pixels (each drop draws 0.5-1.5x this).
     """
 
     num_layers: int = 3
@@ -103,6 +124,14 @@ class RainParams:
     haze_color: tuple[float, float, float] = (0.82, 0.85, 0.9)
     sparkle_density: float = 0.0
     sparkle_opacity: float = 0.0
+    size_jitter: float = 0.0
+    env_gain: float = 0.0
+    env_bias: float = 0.0
+    haze_gradient: float = 0.0
+    splash_density: float = 0.0
+    splash_opacity: float = 0.0
+    lens_drops: float = 0.0
+    lens_drop_radius: float = 12.0
 
     def __post_init__(self) -> None:
         if not isinstance(self.num_layers, (int, np.integer)) or self.num_layers < 1:
@@ -117,21 +146,27 @@ class RainParams:
             "angle_jitter",
             "layer_angle_spread",
             "sparkle_density",
+            "size_jitter",
+            "env_gain",
+            "splash_density",
+            "lens_drops",
         )
         for name in non_negative:
             value = getattr(self, name)
             if not math.isfinite(value) or value < 0:
                 raise ValueError(f"RainParams.{name} must be a finite number >= 0, got {value!r}")
-        for name in ("fall_speed", "streak_width", "min_width"):
+        for name in ("fall_speed", "streak_width", "min_width", "lens_drop_radius"):
             value = getattr(self, name)
             if not math.isfinite(value) or value <= 0:
                 raise ValueError(f"RainParams.{name} must be a finite number > 0, got {value!r}")
         if not 0 < self.exposure <= 1:
             raise ValueError(f"RainParams.exposure must be in (0, 1] (frame-time fraction), got {self.exposure!r}")
-        for name in ("opacity", "taper", "haze", "sparkle_opacity"):
+        for name in ("opacity", "taper", "haze", "sparkle_opacity", "haze_gradient", "splash_opacity"):
             value = getattr(self, name)
             if not 0 <= value <= 1:
                 raise ValueError(f"RainParams.{name} must be in [0, 1], got {value!r}")
+        if not -1 <= self.env_bias <= 1:
+            raise ValueError(f"RainParams.env_bias must be in [-1, 1], got {self.env_bias!r}")
         if not -80 <= self.wind_angle <= 80:
             raise ValueError(f"RainParams.wind_angle must be in [-80, 80] degrees, got {self.wind_angle!r}")
         if len(self.depth_range) != 2 or not 0 < self.depth_range[0] <= self.depth_range[1] < math.inf:
@@ -225,24 +260,177 @@ PRESETS: dict[str, RainParams] = {
         angle_jitter=2.0,
         haze=0.03,
     ),
+    # Second generation, matched to real footage (benchmarks/rain_realism.py measures both sides): faint,
+    # semi-transparent streaks lit by the environment, sizes and directions mixed, a depth-dependent veil.
+    # Real light rain: sparse, faint, long, nearly vertical streaks (NTURain's real sequences).
+    "realistic-light": RainParams(
+        num_layers=3,
+        density=1800.0,
+        density_depth_exponent=1.0,
+        depth_range=(1.0, 4.0),
+        fall_speed=24.0,
+        speed_jitter=0.2,
+        exposure=0.8,
+        streak_width=0.6,
+        min_width=0.35,
+        opacity=0.4,
+        opacity_depth_exponent=0.8,
+        opacity_jitter=0.4,
+        blur=0.5,
+        taper=0.5,
+        wind_angle=2.0,
+        angle_jitter=3.0,
+        layer_angle_spread=4.0,
+        size_jitter=0.3,
+        env_gain=0.9,
+        env_bias=0.3,
+        haze=0.03,
+        haze_gradient=0.8,
+    ),
+    # Real heavy rain: about a fifth of the frame covered by thin, faint, wind-slanted streaks, and a veil.
+    "realistic-heavy": RainParams(
+        num_layers=4,
+        density=6000.0,
+        density_depth_exponent=1.0,
+        depth_range=(1.0, 6.0),
+        fall_speed=60.0,
+        speed_jitter=0.2,
+        exposure=1.0,
+        streak_width=0.7,
+        min_width=0.3,
+        opacity=0.32,
+        opacity_depth_exponent=0.6,
+        opacity_jitter=0.4,
+        blur=0.6,
+        taper=0.4,
+        wind_angle=25.0,
+        angle_jitter=4.0,
+        layer_angle_spread=6.0,
+        size_jitter=0.35,
+        env_gain=0.9,
+        env_bias=0.3,
+        haze=0.12,
+        haze_gradient=0.8,
+        splash_density=300.0,
+        splash_opacity=0.35,
+    ),
+    # A storm: denser, longer and more slanted rain, a thick veil, splashes and drops on the lens.
+    "storm": RainParams(
+        num_layers=5,
+        density=10000.0,
+        density_depth_exponent=1.0,
+        depth_range=(1.0, 8.0),
+        fall_speed=75.0,
+        speed_jitter=0.25,
+        exposure=1.0,
+        streak_width=0.8,
+        min_width=0.3,
+        opacity=0.3,
+        opacity_depth_exponent=0.6,
+        opacity_jitter=0.4,
+        blur=0.8,
+        taper=0.4,
+        wind_angle=35.0,
+        angle_jitter=5.0,
+        layer_angle_spread=8.0,
+        size_jitter=0.4,
+        env_gain=0.9,
+        env_bias=0.3,
+        haze=0.22,
+        haze_gradient=0.7,
+        splash_density=800.0,
+        splash_opacity=0.4,
+        lens_drops=3.0,
+        lens_drop_radius=14.0,
+    ),
 }
 
+RANDOM_PRESET = "random"
+"""Name of the preset that draws a fresh :class:`RainParams` per clip from :func:`random_params`."""
 
-def get_preset(name: str) -> RainParams:
+
+def random_params(seed: int) -> RainParams:
+    """Draw rain parameters from the whole range the renderer models (the ``random`` preset, for training).
+
+    Every draw is independent per clip: density log-uniform over 100-8000 drops per megapixel (coverage from a few
+    percent to about a quarter of the frame and more), wind angle uniform in +-40 degrees, near-layer opacity
+    0.08-0.6, fall speed 15-80 px/frame, exposure 0.4-1, widths 0.35-1.6 px, defocus 0-1.2 px, environment light on
+    for four clips in five, a depth-dependent veil for half of the clips, sparkle, splashes and lens drops now and
+    then.
+
+    Args:
+        seed: Seed of the draw (the same seed gives the same parameters).
+
+    Returns:
+        The drawn parameters.
+    """
+    rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0x8A4D]))
+    u = rng.uniform
+    env = rng.random() < 0.8
+    hazy = rng.random() < 0.5
+    sparkle = rng.random() < 0.2
+    splash = rng.random() < 0.3
+    lens = rng.random() < 0.1
+    width = float(u(0.35, 1.6))
+    return RainParams(
+        num_layers=int(rng.integers(2, 6)),
+        density=float(np.exp(u(np.log(100.0), np.log(8000.0)))),
+        density_depth_exponent=float(u(0.5, 1.2)),
+        depth_range=(1.0, float(u(2.0, 8.0))),
+        fall_speed=float(u(15.0, 80.0)),
+        speed_jitter=float(u(0.05, 0.3)),
+        exposure=float(u(0.4, 1.0)),
+        streak_width=width,
+        min_width=float(min(width, u(0.25, 0.45))),
+        opacity=float(u(0.08, 0.6)),
+        opacity_depth_exponent=float(u(0.4, 1.0)),
+        opacity_jitter=float(u(0.1, 0.5)),
+        blur=float(u(0.0, 1.2)),
+        taper=float(u(0.2, 0.7)),
+        wind_angle=float(u(-40.0, 40.0)),
+        angle_jitter=float(u(0.5, 5.0)),
+        layer_angle_spread=float(u(0.0, 10.0)),
+        color=(float(u(0.85, 0.95)), float(u(0.9, 0.98)), 1.0),
+        size_jitter=float(u(0.0, 0.45)),
+        env_gain=float(u(0.6, 1.2)) if env else 0.0,
+        env_bias=float(u(0.1, 0.45)),
+        haze=float(u(0.0, 0.25)) if hazy else 0.0,
+        haze_gradient=float(u(0.0, 1.0)),
+        sparkle_density=float(u(200.0, 2000.0)) if sparkle else 0.0,
+        sparkle_opacity=float(u(0.2, 0.6)) if sparkle else 0.0,
+        splash_density=float(u(100.0, 1000.0)) if splash else 0.0,
+        splash_opacity=float(u(0.2, 0.5)),
+        lens_drops=float(u(1.0, 4.0)) if lens else 0.0,
+        lens_drop_radius=float(u(6.0, 18.0)),
+    )
+
+
+def get_preset(name: str, seed: int | None = None) -> RainParams:
     """Return the rain preset called ``name``.
 
     Args:
-        name: One of ``PRESETS`` (``light``, ``heavy``, ``ntu``).
+        name: One of ``PRESETS`` (``light``, ``heavy``, ``ntu``, ``realistic-light``, ``realistic-heavy``,
+            ``storm``) or ``random`` (:func:`random_params`, which needs ``seed``).
+        seed: The draw of the ``random`` preset; ignored by the fixed presets.
 
     Returns:
         The preset's parameters.
 
     Raises:
-        ValueError: If ``name`` is not a preset; the message lists the valid names.
+        ValueError: If ``name`` is not a preset (the message lists the valid names), or ``random`` without a seed.
     """
+    if name == RANDOM_PRESET:
+        if seed is None:
+            raise ValueError("the 'random' rain preset draws new parameters per clip: pass seed=")
+        return random_params(seed)
     if name not in PRESETS:
-        raise ValueError(f"unknown rain preset {name!r}; choose one of {sorted(PRESETS)}")
+        raise ValueError(f"unknown rain preset {name!r}; choose one of {preset_names()}")
     return PRESETS[name]
+
+
+def preset_names() -> list[str]:
+    """Every name :func:`get_preset` accepts, sorted (the fixed presets and ``random``)."""
+    return sorted([*PRESETS, RANDOM_PRESET])
 
 
 def frames_to_float(frames: np.ndarray) -> np.ndarray:
@@ -386,7 +574,11 @@ class RainRenderer:
         self.frame_index = 0
         self._variants = int(variants)
         self._rng = np.random.default_rng(np.random.SeedSequence([self.seed, 0x7A1]))
+        # The second-generation effects draw from their own stream, so the first-generation presets (which leave
+        # them off) render exactly as before.
+        self._aux = np.random.default_rng(np.random.SeedSequence([self.seed, 0xA11]))
         self._build()
+        self._build_extras()
 
     def _build(self) -> None:
         p, rng, variants = self.params, self._rng, self._variants
@@ -399,10 +591,13 @@ class RainRenderer:
             layer_angle = p.wind_angle + rng.uniform(-1.0, 1.0) * p.layer_angle_spread
             speed = p.fall_speed * s * np.maximum(1.0 + p.speed_jitter * rng.standard_normal(variants), 0.3)
             angle = layer_angle + p.angle_jitter * rng.standard_normal(variants)
-            width = max(p.streak_width * s, p.min_width)
+            sizes = np.ones(variants)
+            if p.size_jitter > 0:
+                sizes = np.exp(p.size_jitter * self._aux.standard_normal(variants))
             blur = p.blur * s * s
             bank = []
             for k in range(variants):
+                width = max(p.streak_width * s * sizes[k], p.min_width)
                 length = speed[k] * p.exposure + 2.0 * width  # path during the exposure plus the drop itself
                 for ph in range(_PHASES):
                     bank.append(_streak_sprite(length, width, blur, angle[k], p.taper, ph / _PHASES))
@@ -455,6 +650,83 @@ class RainRenderer:
         self._keep = np.empty((self.height, self.width), np.float32)  # (1 - alpha) * (1 - haze)
         self._add = np.empty((self.height, self.width), np.float32)  # alpha * (1 - haze)
         self._tmp = np.empty((self.height, self.width), np.float32)
+
+    def _build_extras(self) -> None:
+        """Set up the second-generation effects: depth-dependent haze, lens drops, environment light."""
+        p, h, w = self.params, self.height, self.width
+        self._extended = p.env_gain > 0 or (p.haze > 0 and p.haze_gradient > 0) or p.lens_drops > 0
+        self._haze_map: np.ndarray | None = None
+        if p.haze > 0 and p.haze_gradient > 0:
+            # pseudo-depth: far at the top, near at the bottom, bent by a smooth seeded field
+            rows = np.linspace(1.0, 0.0, h, dtype=np.float32)[:, None]
+            coarse = self._aux.random((4, 4)).astype(np.float32)
+            noise = F.interpolate(torch.from_numpy(coarse)[None, None], size=(h, w), mode="bicubic", align_corners=True)
+            depth = np.clip(0.75 * rows + 0.25 * noise[0, 0].numpy(), 0.0, 1.0)
+            self._haze_map = (p.haze * (1.0 - p.haze_gradient + p.haze_gradient * depth)).astype(np.float32)
+        n = int(self._aux.poisson(p.lens_drops)) if p.lens_drops > 0 else 0
+        radius = p.lens_drop_radius * self._aux.uniform(0.5, 1.5, size=n)
+        self._lens = np.stack(
+            [
+                self._aux.uniform(0, w, size=n),  # x
+                self._aux.uniform(0, h, size=n),  # y
+                radius,
+                self._aux.uniform(0.0, 0.3, size=n),  # slide down, px/frame
+            ],
+            axis=1,
+        )  # (n, 4)
+        dy, dx, wt = _streak_sprite(1.0, 0.45, 0.0, 0.0, 0.0, 0.0)
+        self._splash = (dy, dx, wt / wt.max())
+
+    def _splashes(self) -> None:
+        """Add this frame's splashes (crowns of specks in the lower half of the frame) to the canvas."""
+        p = self.params
+        n = int(self._aux.poisson(p.splash_density * self.height * self.width / 2e6))
+        if n == 0:
+            return
+        specks = 5
+        cy = self._aux.integers(self.height // 2, self.height, size=(n, 1))
+        cx = self._aux.integers(0, self.width, size=(n, 1))
+        sy = np.clip(cy - np.abs(self._aux.normal(0.0, 1.5, size=(n, specks))).round().astype(np.int64), 0, None)
+        sx = np.clip(cx + self._aux.normal(0.0, 2.0, size=(n, specks)).round().astype(np.int64), 0, self.width - 1)
+        amp = (p.splash_opacity * self._aux.uniform(0.3, 1.0, size=(n, specks))).astype(np.float32).ravel()
+        dy, dx, wt = self._splash
+        base = (sy.ravel() + self._oy) * self._cw + sx.ravel() + self._ox
+        idx = torch.from_numpy((base[:, None] + (dy * self._cw + dx)[None, :]).ravel())
+        self._canvas_t.index_add_(0, idx, torch.from_numpy((amp[:, None] * wt[None, :]).ravel()))
+
+    def _environment(self, frame: np.ndarray) -> np.ndarray:
+        """Streak radiance scale (H, W) float32: ``clip(env_bias + env_gain * local mean luminance, 0, 1)``."""
+        p = self.params
+        y = torch.from_numpy(np.ascontiguousarray(frame @ np.array([0.299, 0.587, 0.114], np.float32)))
+        k = max(2, round(min(self.height, self.width) / 8))
+        low = F.avg_pool2d(y[None, None], k, stride=k, ceil_mode=True)
+        light = F.interpolate(low, size=(self.height, self.width), mode="bilinear", align_corners=False)[0, 0]
+        return np.clip(p.env_bias + p.env_gain * light.numpy(), 0.0, 1.0).astype(np.float32)
+
+    def _lens_drops(self, rainy: np.ndarray, alpha: np.ndarray) -> None:
+        """Overlay the drops sitting on the lens (in place): blurred, inverted views of the scene, soft-edged discs."""
+        if self.frame_index > 0:
+            self._lens[:, 1] += self._lens[:, 3]
+        visible = [d for d in self._lens if d[1] - d[2] < self.height]
+        if not visible:
+            return
+        img = torch.from_numpy(np.ascontiguousarray(rainy.transpose(2, 0, 1)))[None]
+        blurred = F.avg_pool2d(F.pad(img, (4, 4, 4, 4), mode="replicate"), 9, stride=1)[0].numpy()  # (3, H, W)
+        for x, y, r, _ in visible:
+            y0, y1 = max(0, int(y - r - 2)), min(self.height, int(y + r + 3))
+            x0, x1 = max(0, int(x - r - 2)), min(self.width, int(x + r + 3))
+            if y0 >= y1 or x0 >= x1:
+                continue
+            gy, gx = np.mgrid[y0:y1, x0:x1].astype(np.float32)
+            dist = np.hypot(gx - x, gy - y)
+            m = np.clip((r - dist) / 1.5 + 0.5, 0.0, 1.0) * np.float32(0.9)
+            # a drop is a small lens: it shows the scene behind it inverted and minified
+            sx = np.clip(x - (gx - x) * 0.5, 0, self.width - 1).round().astype(np.int64)
+            sy = np.clip(y - (gy - y) * 0.5, 0, self.height - 1).round().astype(np.int64)
+            view = np.clip(blurred[:, sy, sx].transpose(1, 2, 0) * 1.08 + 0.02, 0.0, 1.0)
+            patch = rainy[y0:y1, x0:x1]
+            patch += m[..., None] * (view - patch)
+            np.maximum(alpha[y0:y1, x0:x1], m, out=alpha[y0:y1, x0:x1])
 
     def _draw_amp(self, n: int, opacity: float) -> np.ndarray:
         jitter = np.clip(1.0 + self.params.opacity_jitter * self._rng.standard_normal(n), 0.2, 2.0)
@@ -509,6 +781,8 @@ class RainRenderer:
                 base = (sy + self._oy) * self._cw + sx + self._ox
                 idx = torch.from_numpy((base[:, None] + offs[None, :]).ravel())
                 self._canvas_t.index_add_(0, idx, torch.from_numpy((amp[:, None] * w[None, :]).ravel()))
+        if p.splash_density > 0 and p.splash_opacity > 0:
+            self._splashes()
         np.minimum(self._canvas_view, 1.0, out=alpha)  # weights are >= 0, so alpha is in [0, 1]
 
     def render(
@@ -558,6 +832,10 @@ class RainRenderer:
                 )
         shift = (0.0, 0.0) if camera_shift is None else (float(camera_shift[0]), float(camera_shift[1]))
         self._splat(shift, alpha)
+        if self._extended:
+            self._composite_extended(frame, rainy, alpha)
+            self.frame_index += 1
+            return rainy, alpha
         self.frame_index += 1
         # O = (B * (1 - a) + a * R) * (1 - h) + h * V, one colour plane at a time (much faster in numpy than
         # broadcasting over a trailing axis of 3).
@@ -574,6 +852,30 @@ class RainRenderer:
             plane += self._tmp
         np.clip(rainy, 0.0, 1.0, out=rainy)
         return rainy, alpha
+
+    def _composite_extended(self, frame: np.ndarray, rainy: np.ndarray, alpha: np.ndarray) -> None:
+        """Second-generation composite: environment-lit streaks, depth-dependent haze, then lens drops.
+
+        ``O = (B * (1 - a) + a * R * E) * (1 - h) + h * V`` with ``E`` from :meth:`_environment` (1 when
+        ``env_gain`` is 0) and ``h`` the haze map (or the uniform haze).
+        """
+        p = self.params
+        haze = self._haze_map if self._haze_map is not None else np.float32(p.haze)
+        np.subtract(1.0, alpha, out=self._keep)
+        self._keep *= 1.0 - haze
+        np.multiply(alpha, 1.0 - haze, out=self._add)
+        if p.env_gain > 0:
+            self._add *= self._environment(frame)
+        for c in range(3):
+            np.multiply(self._add, np.float32(p.color[c]), out=self._tmp)
+            if p.haze > 0:
+                self._tmp += haze * np.float32(p.haze_color[c])
+            plane = rainy[:, :, c]
+            np.multiply(frame[:, :, c], self._keep, out=plane)
+            plane += self._tmp
+        np.clip(rainy, 0.0, 1.0, out=rainy)
+        if len(self._lens):
+            self._lens_drops(rainy, alpha)
 
     def render_clip(self, frames: np.ndarray, camera_shifts: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Render rain over consecutive frames (continuing this renderer's time line).

@@ -38,7 +38,15 @@ import numpy as np
 from PIL import Image
 
 from estinet.data.camera import CameraMotion
-from estinet.data.rain import RainParams, RainRenderer, frames_to_float, frames_to_uint8, get_preset
+from estinet.data.rain import (
+    RANDOM_PRESET,
+    RainParams,
+    RainRenderer,
+    frames_to_float,
+    frames_to_uint8,
+    get_preset,
+    random_params,
+)
 from estinet.data.sources import (
     CleanSource,
     SourceError,
@@ -71,14 +79,15 @@ class SynthError(ValueError):
     """Arguments that cannot produce a synthetic dataset; the message names the bad value and the fix."""
 
 
-def _resolve_presets(preset: str | RainParams) -> list[tuple[str, RainParams]]:
+def _resolve_presets(preset: str | RainParams) -> list[tuple[str, RainParams | None]]:
+    """``(name, params)`` per preset; params is None for ``random`` (drawn per rain version from its seed)."""
     if isinstance(preset, RainParams):
         return [("custom", preset)]
     names = [p.strip() for p in str(preset).split(",") if p.strip()]
     if not names:
         raise SynthError(f"no rain preset given ({preset!r}); use e.g. 'ntu' or 'heavy,light'")
     try:
-        return [(name, get_preset(name)) for name in names]
+        return [(name, None if name == RANDOM_PRESET else get_preset(name)) for name in names]
     except ValueError as error:
         raise SynthError(str(error)) from error
 
@@ -213,7 +222,7 @@ def _build(
     tmp: Path,
     sources: list[CleanSource],
     sizes: list[tuple[int, int]],
-    presets: list[tuple[str, RainParams]],
+    presets: list[tuple[str, RainParams | None]],
     seed: int,
     frames: int | None,
     camera: str | CameraMotion,
@@ -244,11 +253,15 @@ def _build(
         picks = sorted({0, count // 2, count - 1})
         thumbs: dict[int, Image.Image] = {}
         rain_dirs = []
+        drawn = {}
         for v, rain_seed in enumerate(rain_seeds, start=1):
             rain_dir = split / f"t{k}_Rain_{v:02d}"
             rain_dir.mkdir()
             rain_dirs.append(rain_dir.name)
-            renderer = RainRenderer(params, h, w, seed=rain_seed)
+            version_params = params if params is not None else random_params(rain_seed)
+            if params is None:
+                drawn[rain_dir.name] = _params_dict(version_params)
+            renderer = RainRenderer(version_params, h, w, seed=rain_seed)
             for t in range(count):
                 rainy, _ = renderer.render(frames_to_float(clip[t]), (shifts[t, 0], shifts[t, 1]))
                 rainy8 = frames_to_uint8(rainy)
@@ -268,6 +281,7 @@ def _build(
                 "clip_seed": clip_seed,
                 "rain_seeds": rain_seeds,
                 "content_shifts": np.round(shifts, 4).tolist(),
+                **({"drawn_params": drawn} if drawn else {}),
             }
         )
     if sheet:
@@ -278,7 +292,10 @@ def _build(
         "camera": camera if isinstance(camera, str) else _params_dict(camera),
         "frames": frames,
         "versions": versions,
-        "presets": {name: _params_dict(params) for name, params in presets},
+        "presets": {
+            name: "drawn per rain version (see drawn_params)" if params is None else _params_dict(params)
+            for name, params in presets
+        },
         "sequences": entries,
     }
 

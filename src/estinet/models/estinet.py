@@ -101,7 +101,9 @@ class ESTINet(nn.Module):
             self.head = nn.Conv2d(config.head_channels, 3, k, padding=k // 2)
             self.head_spatial = nn.Conv2d(cf, 3, k, padding=k // 2, bias=False) if config.temporal_stride > 1 else None
         if config.has_estm:
-            self.estm = ESTM(config.estm_channels, config.estm_blocks, config.estm_layers, config.estm_growth)
+            self.estm = ESTM(
+                config.estm_channels, config.estm_blocks, config.estm_layers, config.estm_growth, config.rain_gate
+            )
         init_weights(self, config.init)
 
     # ------------------------------------------------------------------------------------------------------
@@ -251,3 +253,5 @@ def init_weights(module: nn.Module, scheme: str) -> None:
         for m in outputs:
             if isinstance(m, nn.Conv2d):
                 m.weight.data.mul_(0.1)
+    if isinstance(module, ESTINet) and module.estm is not None:
+        module.estm.reset_gate()

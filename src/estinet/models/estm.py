@@ -135,17 +135,31 @@ class ESTM(nn.Module):
         blocks: number of dense blocks.
         layers: convs per dense block.
         growth: dense growth rate.
+        gate: also predict a rain mask ``m = sigmoid(conv(features))`` (N, 1, H, W) and return
+            ``rainy + m * (refined - rainy)`` for the centre frame: where ``m`` is 0 the pixel comes back exactly as
+            it went in, so the network can leave pixels without rain alone instead of having to predict an exact
+            zero residual. Trained by the loss term ``train.background_weight`` (:func:`estinet.losses.derain_loss`).
 
     Input: coarse (N, 5, 3, H, W) and rainy (N, 5, 3, H, W), both in [0, 1] and aligned to the centre frame.
     Output: refined centre frame (N, 3, H, W).
     """
 
-    def __init__(self, channels: int, blocks: int, layers: int, growth: int) -> None:
+    def __init__(self, channels: int, blocks: int, layers: int, growth: int, gate: bool = False) -> None:
         super().__init__()
         self.conv3d_1 = TemporalConv3d(6, channels)
         self.conv3d_2 = TemporalConv3d(channels, channels)
         self.blocks = nn.Sequential(*[DenseBlock(channels, layers, growth) for _ in range(blocks)])
         self.out = conv3x3(channels, 3)
+        self.gate = conv3x3(channels, 1) if gate else None
+
+    def reset_gate(self, open_logit: float = 4.0) -> None:
+        """Start the gate open everywhere (``m = sigmoid(open_logit)``, 0.98 by default): zero weights, constant bias.
+
+        A gate added to trained weights then starts from (almost) their function.
+        """
+        if self.gate is not None:
+            nn.init.zeros_(self.gate.weight)
+            nn.init.constant_(self.gate.bias, open_logit)
 
     def forward(self, coarse: Tensor, rainy: Tensor) -> Tensor:
         """coarse, rainy (N, 5, 3, H, W) -> refined centre frame (N, 3, H, W)."""
@@ -157,4 +171,8 @@ class ESTM(nn.Module):
         y = self.conv3d_1.frames(vol).relu_()  # (N, 3, C, H, W)
         y = self.conv3d_2.frames(y).relu_().squeeze(1)  # (N, C, H, W)
         y = self.blocks(y)
-        return coarse[:, 2] + self.out(y)
+        refined = coarse[:, 2] + self.out(y)
+        if self.gate is None:
+            return refined
+        centre = rainy[:, 2]
+        return torch.lerp(centre, refined, torch.sigmoid(self.gate(y)))  # rainy + m * (refined - rainy)
