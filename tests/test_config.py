@@ -170,3 +170,13 @@ def test_defaults_are_the_paper_recipe() -> None:
     assert config.train.lr == 1e-4 and config.train.min_lr == 1e-6 and config.train.alpha == 1.0
     assert config.model == ModelConfig() and config.data.val is not None and config.data.val.startswith("heldout:")
     assert DataConfig(clean="a.mp4").clean == ["a.mp4"]  # a single path is accepted as a list of one
+
+
+def test_rain_gate_needs_estm_and_the_new_data_options_are_probabilities() -> None:
+    assert preset_config("estinet", "tiny", rain_gate=True).rain_gate
+    assert not preset_config("estinet", "paper").rain_gate  # the paper's model stays as it was
+    with pytest.raises(ConfigError, match="rain_gate needs ESTM"):
+        preset_config("sicm-stim-5", "tiny", rain_gate=True)
+    for key in ("data.compression=1.5", "data.scene_motion=-1", "train.background_weight=-2"):
+        with pytest.raises(ConfigError):
+            apply_overrides(ExperimentConfig(), [key])

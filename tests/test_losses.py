@@ -99,3 +99,27 @@ def test_derain_loss_terms_and_gradients() -> None:
     assert torch.allclose(module(coarse, refined, target).total, stage2.total)
     with pytest.raises(ValueError, match="centre"):
         derain_loss(coarse, refined, target, centre=5)
+
+
+def test_background_term_counts_only_pixels_the_rain_left_alone() -> None:
+    torch.manual_seed(0)
+    clean = torch.rand(2, 5, 3, 8, 8)
+    rainy = clean.clone()
+    rainy[:, :, :, :4] += 0.3  # rain on the top half of every frame
+    coarse = clean.clone()
+    refined = clean[:, 2].clone()
+    base = derain_loss(coarse, refined, clean, centre=2)
+    same = derain_loss(coarse, refined, clean, centre=2, rainy=rainy, background_weight=5.0)
+    torch.testing.assert_close(same.total, base.total)  # a perfect background adds nothing
+    wrong_rain = refined.clone()
+    wrong_rain[:, :, :4] += 0.1  # an error under the rain only
+    a = derain_loss(coarse, wrong_rain, clean, centre=2, rainy=rainy, background_weight=5.0)
+    b = derain_loss(coarse, wrong_rain, clean, centre=2)
+    torch.testing.assert_close(a.total, b.total)
+    wrong_bg = refined.clone()
+    wrong_bg[:, :, 4:] += 0.1  # an error on the background: mean over the background pixels only
+    c = derain_loss(coarse, wrong_bg, clean, centre=2, rainy=rainy, background_weight=5.0)
+    d = derain_loss(coarse, wrong_bg, clean, centre=2)
+    torch.testing.assert_close(c.total - d.total, torch.tensor(5.0 * 0.01))
+    with pytest.raises(ValueError, match="needs the rainy frames"):
+        derain_loss(coarse, refined, clean, centre=2, background_weight=1.0)

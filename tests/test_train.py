@@ -509,3 +509,18 @@ def test_cuda_mixed_precision_channels_last_and_resume(tmp_path: Path, pairs: Pa
         assert torch.allclose(value, b["model"][key], rtol=0, atol=2e-5), key
     loaded, _ = load_model(whole / "model.safetensors", device="cuda")
     assert next(loaded.parameters()).is_cuda
+
+
+def test_init_from_adds_a_rain_gate_to_weights_trained_without_one(tmp_path: Path, pairs: Path) -> None:
+    tiny = ("model.variant=estinet", "model.preset=tiny")
+    trainer = Trainer(_config(pairs, *tiny, "model.rain_gate=true", "train.init_from=tiny"), out_dir=tmp_path / "g")
+    shipped, _ = load_model("tiny")
+    state = trainer.core.state_dict()
+    assert {k for k in state if k not in shipped.state_dict()} == {"estm.gate.weight", "estm.gate.bias"}
+    assert _same_tensors({k: v for k, v in state.items() if not k.startswith("estm.gate.")}, shipped.state_dict())
+    x = torch.rand(1, 5, 3, 32, 32)
+    with torch.no_grad():
+        _, want = shipped.eval()(x)
+        _, got = trainer.core.eval()(x)
+    m = torch.sigmoid(torch.tensor(4.0))  # the new gate starts open: the shipped function, mixed 98% / 2%
+    torch.testing.assert_close(got, x[:, 2] + m * (want - x[:, 2]), rtol=0, atol=1e-5)

@@ -429,3 +429,35 @@ def test_synthetic_rain_via_open_dataset_and_errors(clean_dir: Path) -> None:
         SyntheticRain([clean_dir / "missing.mp4"])
     with pytest.raises(DatasetError, match="unknown camera preset"):
         SyntheticRain([clean_dir / "clip"], camera="wobbly")
+
+
+def test_synthetic_rain_compression_applies_to_rainy_and_clean_alike(clean_dir: Path) -> None:
+    srcs = clean_sources([clean_dir / "still.png"])
+    plain = SyntheticRain(srcs, preset="light", seed=3, num_frames=3, crop=32, length=4)
+    zero = SyntheticRain(srcs, preset="light", seed=3, num_frames=3, crop=32, length=4, compression=0.0)
+    always = SyntheticRain(srcs, preset="light", seed=3, num_frames=3, crop=32, length=4, compression=1.0)
+    for i in range(4):
+        a, b, c = plain[i], zero[i], always[i]
+        torch.testing.assert_close(a["rainy"], b["rainy"], rtol=0, atol=0)  # 0 changes nothing
+        assert not torch.equal(a["clean"], c["clean"])  # the target is compressed too
+        assert not torch.equal(a["rainy"], c["rainy"])
+        # where the rain left the exact pair alone, the compressed input is closer to the compressed target than to
+        # the exact clean frame (the reason the target is compressed the same way)
+        dry = (a["rain_alpha"] == 0)[:, None].expand_as(a["rainy"])
+        to_same = float((c["rainy"] - c["clean"])[dry].abs().mean())
+        assert to_same < float((c["rainy"] - a["clean"])[dry].abs().mean())
+    with pytest.raises(DatasetError, match="compression is a probability"):
+        SyntheticRain(srcs, compression=1.5)
+
+
+def test_synthetic_rain_random_preset_and_scene_motion(clean_dir: Path) -> None:
+    srcs = clean_sources([clean_dir / "still.png"])
+    a = SyntheticRain(srcs, preset="random", seed=5, num_frames=3, crop=32, length=4, scene_motion=1.0)
+    b = SyntheticRain(srcs, preset="random", seed=5, num_frames=3, crop=32, length=4, scene_motion=1.0)
+    c = SyntheticRain(srcs, preset="random", seed=5, num_frames=3, crop=32, length=4)
+    for i in range(4):
+        assert a[i]["preset"] == "random"
+        torch.testing.assert_close(a[i]["rainy"], b[i]["rainy"], rtol=0, atol=0)
+    assert any(not torch.equal(a[i]["clean"], c[i]["clean"]) for i in range(4))  # scene motion changes the clip
+    with pytest.raises(DatasetError, match="scene_motion is a probability"):
+        SyntheticRain(srcs, scene_motion=-0.1)

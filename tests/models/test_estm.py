@@ -107,3 +107,30 @@ def test_estm_same_with_and_without_autograd() -> None:
     assert with_grad.requires_grad
     with torch.inference_mode():
         torch.testing.assert_close(estm(coarse, rainy), with_grad.detach(), rtol=0, atol=1e-12)
+
+
+def test_rain_gate_starts_open_and_closed_returns_the_input_exactly() -> None:
+    torch.manual_seed(1)
+    coarse, rainy = torch.rand(2, 5, 3, 16, 20), torch.rand(2, 5, 3, 16, 20)
+    plain = ESTM(4, 1, 1, 4)
+    gated = ESTM(4, 1, 1, 4, gate=True)
+    assert plain.gate is None and gated.gate is not None
+    gated.load_state_dict(plain.state_dict(), strict=False)
+    gated.reset_gate()
+    with torch.no_grad():
+        want = plain(coarse, rainy)
+        m = torch.sigmoid(torch.tensor(4.0))
+        torch.testing.assert_close(gated(coarse, rainy), rainy[:, 2] + m * (want - rainy[:, 2]))
+        gated.reset_gate(open_logit=-40.0)  # closed everywhere: the rainy centre frame comes back unchanged
+        torch.testing.assert_close(gated(coarse, rainy), rainy[:, 2], rtol=0, atol=1e-6)
+
+
+def test_rain_gate_receives_gradients() -> None:
+    torch.manual_seed(2)
+    gated = ESTM(4, 1, 1, 4, gate=True)
+    nn_init = torch.nn.init
+    nn_init.normal_(gated.gate.weight, 0.0, 0.1)
+    out = gated(torch.rand(1, 5, 3, 12, 12), torch.rand(1, 5, 3, 12, 12))
+    out.square().mean().backward()
+    for name, p in gated.named_parameters():
+        assert p.grad is not None and bool(p.grad.abs().sum() > 0), name
