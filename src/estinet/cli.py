@@ -1,6 +1,7 @@
 """The ``estinet`` command line: thin subcommands over the library.
 
-Library code raises specific exceptions; only this module turns them into a one-line error and a non-zero exit.
+Library code raises specific exceptions (all :class:`~estinet.errors.EstinetError`); only this module turns them
+into a one-line error and exit code 2. Any other exception is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from estinet import __version__
+from estinet.errors import EstinetError
 
 
 def _parse_size(text: str) -> tuple[int, int]:
@@ -93,12 +95,18 @@ def cmd_bench(args: argparse.Namespace) -> int:
     """Frames/s and peak memory of each model at several sizes, streaming vs per-window."""
     import json
 
-    from estinet.benchmark import format_results, machine_description, results_as_dicts, run_benchmark
+    from estinet.benchmark import (
+        BenchmarkError,
+        format_results,
+        machine_description,
+        results_as_dicts,
+        run_benchmark,
+    )
     from estinet.checkpoint import shipped_weights
 
     models = args.models or list(shipped_weights())
     if not models:
-        raise ValueError("no shipped weights to benchmark; pass models, e.g. estinet/tiny or a weights file")
+        raise BenchmarkError("no shipped weights to benchmark; pass models, e.g. estinet/tiny or a weights file")
     modes = ("streaming",) if args.streaming_only else tuple(args.modes)
     results, peak = run_benchmark(models, tuple(args.sizes), args.device, args.frames, args.warmup, modes)
     print(format_results(results, peak, machine_description(args.device)))
@@ -274,7 +282,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("estinet: interrupted", file=sys.stderr)
         return 130
-    except (ValueError, FileNotFoundError, NotADirectoryError, FileExistsError, PermissionError) as exc:
+    except (EstinetError, FileNotFoundError, NotADirectoryError, FileExistsError, PermissionError) as exc:
+        # refused inputs and missing or protected files; anything else is a bug and keeps its traceback
         print(f"estinet: error: {exc}", file=sys.stderr)
         return 2
 

@@ -52,7 +52,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
-import os
 import queue
 import threading
 import time
@@ -67,8 +66,10 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from estinet import runtime
 from estinet.config import ModelConfig, preset_config
 from estinet.data.windows import window_indices
+from estinet.errors import EstinetError
 from estinet.models.estinet import PAD_MULTIPLE, ESTINet, pad_to_multiple
 from estinet.models.estm import TemporalConv3d
 from estinet.models.motion import StreamingMotion, centre_shifts, pair_displacements, translate_into
@@ -165,7 +166,7 @@ rounded up. Custom widths are scaled by their SICM feature channels relative to 
 _DEFAULT_AVAILABLE = 8 << 30  # assumed when /proc/meminfo cannot be read
 
 
-class DerainError(ValueError):
+class DerainError(EstinetError, ValueError):
     """Inputs, options or resources that inference cannot work with; the message names the value and the fix."""
 
 
@@ -175,39 +176,8 @@ class DerainError(ValueError):
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """Turn ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"`` (or a :class:`torch.device`) into a usable device.
-
-    Args:
-        device: ``"auto"`` picks CUDA when available, else the CPU.
-
-    Returns:
-        The device.
-
-    Raises:
-        DerainError: For an unknown name or a CUDA device that is not available.
-    """
-    if isinstance(device, torch.device):
-        resolved = device
-    else:
-        text = str(device).strip().lower()
-        if text == "auto":
-            return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
-        try:
-            resolved = torch.device(text)
-        except RuntimeError:
-            raise DerainError(f"unknown device {device!r}; use 'auto', 'cpu', 'cuda' or 'cuda:N'") from None
-    if resolved.type == "cuda":
-        if not torch.cuda.is_available():
-            raise DerainError(
-                f"device {str(device)!r} was requested but CUDA is not available to torch {torch.__version__}; "
-                "use device='cpu' or 'auto'"
-            )
-        if resolved.index is not None and resolved.index >= torch.cuda.device_count():
-            raise DerainError(
-                f"device {str(device)!r} does not exist: {torch.cuda.device_count()} CUDA device(s) visible; "
-                "use 'cuda:0' or set CUDA_VISIBLE_DEVICES"
-            )
-    return resolved
+    """:func:`estinet.runtime.resolve_device` raising :class:`DerainError` (``"auto"``: CUDA when available)."""
+    return runtime.resolve_device(device, error=DerainError)
 
 
 def available_memory(device: torch.device) -> int | None:
@@ -631,9 +601,7 @@ class Derainer:
     # helpers
     # -----------------------------------------------------------------------------------------------------------------
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:
-        if self.amp_dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+        return runtime.autocast(self.device, self.amp_dtype)
 
     @contextlib.contextmanager
     def _clock(self, stats: StreamStats, stage: str) -> Iterator[None]:
@@ -916,7 +884,7 @@ class Derainer:
 
         for out in self.derain_tensors(tensors()):
             with self._clock(self.last_stats, "convert"):
-                array = out.mul(255.0).round_().clamp_(0, 255).to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+                array = runtime.frames_to_uint8(out).permute(1, 2, 0).cpu().numpy()
             yield array
 
     def derain_clip(self, frames: Tensor) -> Tensor:
@@ -1155,7 +1123,7 @@ class _ImageSink:
         if path.is_dir():
             raise VideoIOError(f"{path} is a folder; pick an image file name or a folder path without suffix")
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._tmp = path.with_name(f".{path.stem}.partial-{os.getpid()}{path.suffix}")
+        self._tmp = runtime.temp_sibling(path)
         self._frame: np.ndarray | None = None
 
     def write(self, frame: np.ndarray) -> None:
@@ -1171,11 +1139,8 @@ class _ImageSink:
 
         if self._frame is None:
             raise DerainError(f"no frame was written to {self.path}; nothing was saved")
-        try:
-            Image.fromarray(self._frame, mode="RGB").save(self._tmp)
-            os.replace(self._tmp, self.path)
-        finally:
-            self._tmp.unlink(missing_ok=True)
+        with runtime.atomic_path(self.path, self._tmp) as tmp:
+            Image.fromarray(self._frame, mode="RGB").save(tmp)
 
     def abort(self) -> None:
         self._tmp.unlink(missing_ok=True)

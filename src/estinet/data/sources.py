@@ -73,6 +73,7 @@ from estinet.data.video_io import (
     open_frames,
     read_image,
 )
+from estinet.errors import EstinetError
 
 __all__ = [
     "HELDOUT",
@@ -124,7 +125,7 @@ _ANALYSIS_WIDTH = 160  # luma is block-averaged down to about this width for cut
 _CAMERAS = ("static", "moving")
 
 
-class SourceError(ValueError):
+class SourceError(EstinetError, ValueError):
     """A clean source that cannot be used (missing path, unreadable, too small); the message names it and the fix."""
 
 
