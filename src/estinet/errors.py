@@ -8,7 +8,7 @@ ValueError`` in existing user code keeps working, and the command line can tell 
 
 from __future__ import annotations
 
-__all__ = ["DeviceError", "EstinetError"]
+__all__ = ["DerainError", "DeviceError", "EstinetError"]
 
 
 class EstinetError(Exception):
@@ -17,3 +17,10 @@ class EstinetError(Exception):
 
 class DeviceError(EstinetError, ValueError):
     """A device that does not exist or is not available here (:func:`estinet.runtime.resolve_device`)."""
+
+
+class DerainError(EstinetError, ValueError):
+    """Inputs, options or resources that inference cannot work with; the message names the value and the fix.
+
+    Defined here rather than in :mod:`estinet.inference` because every module of that package raises it.
+    """
