@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from estinet import __version__
 from estinet.errors import EstinetError
@@ -57,30 +58,27 @@ def cmd_synth(args: argparse.Namespace) -> int:
     return 0
 
 
+DERAINER_OPTIONS = ("device", "tile", "tile_margin", "half", "batch", "threads", "motion", "official_windows")
+"""``derain`` options that are :class:`~estinet.inference.Derainer` arguments of the same name."""
+
+VIDEO_OPTIONS = ("compare", "overwrite", "lossless", "crf", "x264_preset")
+"""``derain`` options that are :meth:`~estinet.inference.Derainer.derain_video` arguments of the same name."""
+
+
+def _pick(args: argparse.Namespace, names: Sequence[str]) -> dict[str, Any]:
+    """The parsed options ``names`` as keyword arguments (each option's ``dest`` is the library's argument name)."""
+    return {name: getattr(args, name) for name in names}
+
+
 def cmd_derain(args: argparse.Namespace) -> int:
     """Derain a video, frame folder or image (streaming, tiled when large)."""
     from estinet.checkpoint import default_weights
-    from estinet.inference import derain_main
+    from estinet.inference import Derainer
+    from estinet.inference.video import report
 
-    return derain_main(
-        args.input,
-        args.output,
-        weights=args.weights or default_weights(),
-        device=args.device,
-        tile=args.tile,
-        threads=args.threads,
-        compare=args.compare,
-        overwrite=args.overwrite,
-        half=args.half,
-        batch=args.batch,
-        lossless=args.lossless,
-        crf=args.crf,
-        motion=args.motion,
-        official_windows=args.official_windows,
-        tile_margin=args.tile_margin,
-        progress=not args.quiet,
-        x264_preset=args.x264_preset,
-    )
+    derainer = Derainer(args.weights or default_weights(), **_pick(args, DERAINER_OPTIONS))
+    report(derainer, args.input, args.output, progress=not args.quiet, **_pick(args, VIDEO_OPTIONS))
+    return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

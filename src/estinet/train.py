@@ -48,7 +48,6 @@ Checkpoints
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import math
@@ -1258,18 +1257,10 @@ def train_main(config_path: str | None, overrides: list[str], resume: str | None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m estinet.train`` (also what ``torchrun ... -m estinet.train`` runs)."""
-    parser = argparse.ArgumentParser(prog="python -m estinet.train", description="Train ESTINet (two stages).")
-    parser.add_argument("overrides", nargs="*", help="dotted key=value overrides, e.g. train.stage1_steps=100")
-    parser.add_argument("--config", help="experiment YAML (see configs/)")
-    parser.add_argument("--resume", help="checkpoint to continue from (last.pt or best.pt)")
-    parser.add_argument("--out", help="run folder (default: out_dir of the config, or the checkpoint's folder)")
-    args = parser.parse_args(argv)
-    try:
-        return train_main(args.config, args.overrides, args.resume, args.out)
-    except (ValueError, OSError) as exc:  # ConfigError, CheckpointError, DatasetError, WeightsError, FileExistsError
-        print(f"estinet train: error: {exc}", file=sys.stderr)
-        return 2
+    """``python -m estinet.train`` (also what ``torchrun ... -m estinet.train`` runs): the ``estinet train`` command."""
+    from estinet.cli import main as cli_main
+
+    return cli_main(["train", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":
