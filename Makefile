@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint format bench clean
+.PHONY: demo test lint format bench clean data
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,19 @@ lint: $(STAMP)
 format: $(STAMP)
 	$(BIN)/ruff check --fix src tests benchmarks
 	$(BIN)/ruff format src tests benchmarks
+
+# `make data`: Debian packages with clean photographs and sample clips for on-the-fly training (docs/data.md); about
+# 500 MB installed. Idempotent: apt runs only while a package is missing. Never run by `make test`.
+DATA_PACKAGES := opencv-doc mate-backgrounds plasma-workspace-wallpapers lomiri-wallpapers-16.04 lomiri-wallpapers-20.04
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+data: $(STAMP)
+	@missing=$$(for p in $(DATA_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing:" $$missing; \
+		$(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends $$missing; \
+	else echo "data packages already installed: $(DATA_PACKAGES)"; fi
+	$(BIN)/python -m estinet.data.sources
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_rain.py --threads 1

