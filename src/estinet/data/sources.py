@@ -85,6 +85,7 @@ from estinet.data.video_io import (
     read_image,
 )
 from estinet.errors import EstinetError
+from estinet.runtime import frames_to_uint8
 
 __all__ = [
     "HELDOUT",
@@ -1117,7 +1118,7 @@ def _render_scene(
         add_objects(
             frames, plan.objects, [images.get(k, np.zeros((4, 4, 3), np.uint8)) for k in range(len(donors))], background
         )
-    return np.rint(np.clip(frames, 0.0, 1.0) * 255.0).astype(np.uint8)
+    return frames_to_uint8(frames)
 
 
 def _donor_image(donor: CleanSource) -> np.ndarray:
