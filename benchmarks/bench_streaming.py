@@ -20,6 +20,7 @@ fine noise, so motion compensation has real work. Every table is printed in Mark
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import re
 import sys
@@ -229,7 +230,7 @@ def peak_bytes(fn, device: torch.device) -> int:  # type: ignore[no-untyped-def]
 
 
 def memory_table(args: argparse.Namespace, device: torch.device) -> None:
-    from estinet.inference import Plan, _Slot
+    from estinet.inference import Plan, Slot
 
     sizes = [tuple(int(v) for v in s.split("x")) for s in args.memory_sizes.split(",")]
     print("\n### Working memory (bytes per padded pixel, slope between " + " and ".join(args.memory_sizes.split(",")))
@@ -244,22 +245,21 @@ def memory_table(args: argparse.Namespace, device: torch.device) -> None:
             plan = Plan(None, 0, 1, 5, 0, None)
             with torch.inference_mode():
                 if derainer.is_official:
-                    slots = {k: _Slot(clip[k], clip.new_zeros(0), clip.new_zeros(0), torch.zeros(2)) for k in range(5)}
+                    slots = {k: Slot(clip[k], clip.new_zeros(0), clip.new_zeros(0), torch.zeros(2)) for k in range(5)}
                     feat = 0
                 else:
                     from estinet.models.estinet import pad_to_multiple
 
                     padded = pad_to_multiple(clip)[0]
-                    feat = peak_bytes(lambda p=padded, d=derainer, q=plan: d._features(p[:1], q), device)
+                    feat = peak_bytes(lambda p=padded, d=derainer, q=plan: d.tiler.frame_features(p[:1], q), device)
                     slots = {}
                     for k in range(5):
-                        full, low = derainer._features(padded[k : k + 1], plan)
-                        slots[k] = _Slot(padded[k], full[0], low[0] if low.numel() else low, torch.zeros(2))
+                        full, low = derainer.tiler.frame_features(padded[k : k + 1], plan)
+                        slots[k] = Slot(padded[k], full[0], low[0] if low.numel() else low, torch.zeros(2))
                 disp = torch.tensor([[[0.3, 2.2], [0.1, 1.1], [0.0, 0.0], [-0.2, -1.3], [-0.4, -2.4]]])
                 disp = disp if derainer.motion else None
-                win = peak_bytes(
-                    lambda r=derainer, s=slots, d=disp, q=plan: r._windows_forward(s, [[0, 1, 2, 3, 4]], d, q), device
-                )
+                forward = functools.partial(derainer.tiler.window_forward, slots, [[0, 1, 2, 3, 4]], disp, plan)
+                win = peak_bytes(forward, device)
             pixels = (-(-height // 16) * 16) * (-(-width // 16) * 16)
             results.append((pixels, feat, win))
         (p1, f1, w1), (p2, f2, w2) = results[0], results[-1]

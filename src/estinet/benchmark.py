@@ -32,12 +32,17 @@ import torch
 from torch import nn
 
 from estinet.config import ModelConfig, preset_config
-from estinet.inference import resolve_device
+from estinet.errors import EstinetError
 from estinet.models import build_model
 from estinet.models.complexity import measure_complexity
+from estinet.runtime import frames_to_uint8, resolve_device
 
 SIZES: tuple[tuple[int, int], ...] = ((480, 640), (720, 1280), (1080, 1920))
 MODES: tuple[str, ...] = ("streaming", "per-window", "end-to-end")
+
+
+class BenchmarkError(EstinetError, ValueError):
+    """Benchmark options that cannot be measured (an unknown mode, no models)."""
 
 
 @dataclass(frozen=True)
@@ -128,7 +133,7 @@ def write_bench_clip(path: Path, count: int, height: int, width: int, seed: int 
     with open_writer(path, 25, width, height, overwrite=True) as sink:
         for i in range(count):
             frame = texture[:, :, 2 * i : 2 * i + width] + 0.02 * torch.randn(3, height, width, generator=g)
-            sink.write((frame.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy())
+            sink.write(frames_to_uint8(frame).permute(1, 2, 0).numpy())
     return path
 
 
@@ -206,7 +211,7 @@ def run_benchmark(
     """
     unknown = [m for m in modes if m not in MODES]
     if unknown:
-        raise ValueError(f"unknown benchmark mode(s) {', '.join(unknown)}; use {', '.join(MODES)}")
+        raise BenchmarkError(f"unknown benchmark mode(s) {', '.join(unknown)}; use {', '.join(MODES)}")
     dev = resolve_device(device)
     peak = matmul_peak_gflops(dev)
     ctx = mp.get_context("spawn")

@@ -25,10 +25,12 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from estinet.config import ModelConfig, from_dict, to_dict
+from estinet.errors import EstinetError
 from estinet.models import build_model
+from estinet.runtime import atomic_path
 
 
-class WeightsError(ValueError):
+class WeightsError(EstinetError, ValueError):
     """Weights that cannot be loaded: missing, corrupt, or of another architecture."""
 
 
@@ -89,13 +91,9 @@ def save_weights(
     }
     meta = {"estinet_config": json.dumps(to_dict(config)), "format": "estinet-weights-1"}
     meta.update(extra or {})
-    tmp = path.with_name(f".{path.name}.partial-{os.getpid()}")
-    try:
+    with atomic_path(path) as tmp:
         save_file(state, str(tmp), metadata=meta)
         os.chmod(tmp, 0o666 & ~_umask())  # safetensors creates owner-only files; give the usual permissions
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
 
 

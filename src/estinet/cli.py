@@ -1,6 +1,7 @@
 """The ``estinet`` command line: thin subcommands over the library.
 
-Library code raises specific exceptions; only this module turns them into a one-line error and a non-zero exit.
+Library code raises specific exceptions (all :class:`~estinet.errors.EstinetError`); only this module turns them
+into a one-line error and exit code 2. Any other exception is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -8,8 +9,10 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from estinet import __version__
+from estinet.errors import EstinetError
 
 
 def _parse_size(text: str) -> tuple[int, int]:
@@ -55,30 +58,27 @@ def cmd_synth(args: argparse.Namespace) -> int:
     return 0
 
 
+DERAINER_OPTIONS = ("device", "tile", "tile_margin", "half", "batch", "threads", "motion", "official_windows")
+"""``derain`` options that are :class:`~estinet.inference.Derainer` arguments of the same name."""
+
+VIDEO_OPTIONS = ("compare", "overwrite", "lossless", "crf", "x264_preset")
+"""``derain`` options that are :meth:`~estinet.inference.Derainer.derain_video` arguments of the same name."""
+
+
+def _pick(args: argparse.Namespace, names: Sequence[str]) -> dict[str, Any]:
+    """The parsed options ``names`` as keyword arguments (each option's ``dest`` is the library's argument name)."""
+    return {name: getattr(args, name) for name in names}
+
+
 def cmd_derain(args: argparse.Namespace) -> int:
     """Derain a video, frame folder or image (streaming, tiled when large)."""
     from estinet.checkpoint import default_weights
-    from estinet.inference import derain_main
+    from estinet.inference import Derainer
+    from estinet.inference.video import report
 
-    return derain_main(
-        args.input,
-        args.output,
-        weights=args.weights or default_weights(),
-        device=args.device,
-        tile=args.tile,
-        threads=args.threads,
-        compare=args.compare,
-        overwrite=args.overwrite,
-        half=args.half,
-        batch=args.batch,
-        lossless=args.lossless,
-        crf=args.crf,
-        motion=args.motion,
-        official_windows=args.official_windows,
-        tile_margin=args.tile_margin,
-        progress=not args.quiet,
-        x264_preset=args.x264_preset,
-    )
+    derainer = Derainer(args.weights or default_weights(), **_pick(args, DERAINER_OPTIONS))
+    report(derainer, args.input, args.output, progress=not args.quiet, **_pick(args, VIDEO_OPTIONS))
+    return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -93,12 +93,18 @@ def cmd_bench(args: argparse.Namespace) -> int:
     """Frames/s and peak memory of each model at several sizes, streaming vs per-window."""
     import json
 
-    from estinet.benchmark import format_results, machine_description, results_as_dicts, run_benchmark
+    from estinet.benchmark import (
+        BenchmarkError,
+        format_results,
+        machine_description,
+        results_as_dicts,
+        run_benchmark,
+    )
     from estinet.checkpoint import shipped_weights
 
     models = args.models or list(shipped_weights())
     if not models:
-        raise ValueError("no shipped weights to benchmark; pass models, e.g. estinet/tiny or a weights file")
+        raise BenchmarkError("no shipped weights to benchmark; pass models, e.g. estinet/tiny or a weights file")
     modes = ("streaming",) if args.streaming_only else tuple(args.modes)
     results, peak = run_benchmark(models, tuple(args.sizes), args.device, args.frames, args.warmup, modes)
     print(format_results(results, peak, machine_description(args.device)))
@@ -283,7 +289,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("estinet: interrupted", file=sys.stderr)
         return 130
-    except (ValueError, FileNotFoundError, NotADirectoryError, FileExistsError, PermissionError) as exc:
+    except (EstinetError, FileNotFoundError, NotADirectoryError, FileExistsError, PermissionError) as exc:
+        # refused inputs and missing or protected files; anything else is a bug and keeps its traceback
         print(f"estinet: error: {exc}", file=sys.stderr)
         return 2
 

@@ -17,6 +17,9 @@ from typing import Any
 
 import yaml
 
+from estinet.errors import EstinetError
+from estinet.runtime import atomic_path
+
 VARIANTS: tuple[str, ...] = (
     "sicm-2dcnn",
     "sicm-stim-2",
@@ -30,7 +33,7 @@ PRESETS: tuple[str, ...] = ("tiny", "small", "paper")
 INITS: tuple[str, ...] = ("kaiming", "paper")
 
 
-class ConfigError(ValueError):
+class ConfigError(EstinetError, ValueError):
     """A configuration value is invalid; the message names the field and the allowed values."""
 
 
@@ -308,11 +311,8 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
 
 def save_yaml(data: dict[str, Any], path: str | Path) -> None:
     """Write a mapping as YAML (atomically: temporary name, then rename)."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("w", encoding="utf-8") as fh:
+    with atomic_path(path) as tmp, tmp.open("w", encoding="utf-8") as fh:
         yaml.safe_dump(data, fh, sort_keys=False)
-    tmp.replace(path)
 
 
 _NESTED: dict[str, type] = {"ModelConfig": ModelConfig}

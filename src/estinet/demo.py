@@ -18,9 +18,15 @@ from estinet.checkpoint import WeightsError, default_weights
 from estinet.data.rain import RainRenderer, frames_to_float, frames_to_uint8, get_preset
 from estinet.data.sources import heldout_sources, make_clip
 from estinet.data.video_io import open_writer
+from estinet.errors import EstinetError
 from estinet.metrics import MetricAccumulator
+from estinet.runtime import atomic_path
 
 DEMO_SOURCE = "carphone_pristine"
+
+
+class DemoError(EstinetError, ValueError):
+    """Demo options that cannot be used (an unknown rain preset)."""
 
 
 def demo_clip(frames: int, seed: int) -> tuple[np.ndarray, str]:
@@ -48,9 +54,8 @@ def contact_sheet(rows: list[np.ndarray], path: Path, picks: int = 4) -> None:
     for r, clip in enumerate(rows):
         for c, k in enumerate(idx):
             sheet[r * (h + gap) : r * (h + gap) + h, c * (w + gap) : c * (w + gap) + w] = clip[k]
-    tmp = path.with_name(f".{path.name}.partial.png")
-    Image.fromarray(sheet).save(tmp)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        Image.fromarray(sheet).save(tmp)
 
 
 def run_demo(
@@ -89,7 +94,11 @@ def run_demo(
     weights = weights or default_weights()
     clean, source = demo_clip(frames, seed)
     t, h, w = clean.shape[:3]
-    renderer = RainRenderer(get_preset(preset, seed=seed), h, w, seed=seed)
+    try:
+        params = get_preset(preset, seed=seed)
+    except ValueError as error:
+        raise DemoError(str(error)) from error
+    renderer = RainRenderer(params, h, w, seed=seed)
     rainy_f, _ = renderer.render_clip(frames_to_float(clean))
     rainy = frames_to_uint8(rainy_f)
 

@@ -61,6 +61,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from estinet.errors import EstinetError
 from estinet.metrics import (
     METRIC_NAMES,
     PSNR_CAP_DB,
@@ -74,6 +75,7 @@ from estinet.metrics import (
     scored_frame_indices,
     to_uint8,
 )
+from estinet.runtime import parse_dataset_spec, write_text_atomic
 
 __all__ = [
     "CSV_COLUMNS",
@@ -110,7 +112,7 @@ _MEDIAN_WINDOW = 5
 _SAVE_FPS = 25.0  # frame rate handed to the PNG writer (PNG files do not store it)
 
 
-class EvalError(ValueError):
+class EvalError(EstinetError, ValueError):
     """Evaluation cannot run as asked; the message names the bad value and how to fix it."""
 
 
@@ -557,9 +559,7 @@ def _write_text(path: str | Path, text: str) -> Path:
     path = Path(path)
     if path.is_dir():
         raise EvalError(f"report path {path} is a folder; give a file name such as {path / 'report.json'}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
-    return path
+    return write_text_atomic(path, text)
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -843,8 +843,7 @@ def open_eval_dataset(
     """
     from estinet.data.datasets import DatasetError, open_dataset
 
-    kind = spec.partition(":")[0].strip().lower()
-    if kind != "synthetic":
+    if parse_dataset_spec(spec).kind != "synthetic":
         return open_dataset(spec, split=split, num_frames=1, train=False)
     if synthetic_sources is None:
         from estinet.data.sources import heldout_sources

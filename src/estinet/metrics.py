@@ -100,10 +100,12 @@ def _is_uint8(x: np.ndarray | Tensor) -> bool:
 
 
 def to_uint8(x: ArrayOrTensor) -> ArrayOrTensor:
-    """Convert a model output in [0, 1] to 8-bit values, as saving the frame would.
+    """Convert a model output in [0, 1] to 8-bit values for scoring (the metric protocol's rule).
 
     Computes ``floor(clip(x, 0, 1) * 255 + 0.5)`` in float64 (round half up, the same as
-    ``torchvision.utils.save_image``), so ``k / 255`` maps to ``k`` exactly and ``0.5 / 255`` maps to 1.
+    ``torchvision.utils.save_image``), so ``k / 255`` maps to ``k`` exactly and ``0.5 / 255`` maps to 1. Frames that
+    estinet writes use :func:`estinet.runtime.frames_to_uint8` (float32, half to even); the two differ only where
+    ``x * 255`` is exactly half-way between levels, and the published scores were computed with this one.
 
     Args:
         x: Floating-point array or tensor of any shape with values nominally in [0, 1]; values outside are clipped.

@@ -48,7 +48,6 @@ Checkpoints
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import math
@@ -67,6 +66,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from estinet import runtime
 from estinet.config import (
     HELDOUT_KIND,
     ConfigError,
@@ -77,6 +77,7 @@ from estinet.config import (
     save_experiment,
     to_dict,
 )
+from estinet.errors import EstinetError
 from estinet.losses import LossTerms, border_mask, derain_loss
 from estinet.metrics import METRIC_NAMES, MetricAccumulator, frame_metrics_batch, to_uint8
 from estinet.models import build_model
@@ -121,7 +122,7 @@ BEST_METRIC = "psnr_y"
 """Validation metric (sequence mean, higher is better) that selects ``best.pt``."""
 
 
-class CheckpointError(ValueError):
+class CheckpointError(EstinetError, ValueError):
     """A training checkpoint that cannot be resumed: missing, truncated, corrupt, foreign, or of another model."""
 
 
@@ -200,38 +201,12 @@ def setup_distributed(device: torch.device | None = None, backend: str | None = 
 
 
 def resolve_device(spec: str, local_rank: int = 0) -> torch.device:
-    """Turn ``train.device`` into a device.
-
-    Args:
-        spec: ``auto`` (``cuda:LOCAL_RANK`` when CUDA is present, else CPU), ``cpu``, ``cuda`` (``cuda:LOCAL_RANK``),
-            ``cuda:N`` or ``mps``.
-        local_rank: the process's local rank.
+    """``train.device`` as a device (:func:`estinet.runtime.resolve_device`; ``auto``/``cuda``: ``cuda:LOCAL_RANK``).
 
     Raises:
         ConfigError: an unknown device, or CUDA/MPS requested where it is not available.
     """
-    if spec == "auto":
-        if not torch.cuda.is_available():
-            return torch.device("cpu")
-        spec = "cuda"
-    try:
-        device = torch.device(spec)
-    except (RuntimeError, ValueError):
-        raise ConfigError(f"train.device {spec!r} is not a device; use auto, cpu, cuda, cuda:N or mps") from None
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ConfigError(f"train.device={spec} but CUDA is not available here; use train.device=cpu or auto")
-        index = local_rank if device.index is None else device.index
-        if index >= torch.cuda.device_count():
-            raise ConfigError(
-                f"process with LOCAL_RANK {local_rank} asks for cuda:{index}, but this machine has "
-                f"{torch.cuda.device_count()} GPU(s); start at most that many processes per node "
-                "(torchrun --nproc_per_node) or train with train.device=cpu"
-            )
-        return torch.device("cuda", index)
-    if device.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
-        raise ConfigError("train.device=mps but MPS is not available here; use train.device=cpu or auto")
-    return device
+    return runtime.resolve_device(spec, local_rank=local_rank, option="train.device", error=ConfigError)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -391,20 +366,8 @@ def set_rng_state(state: dict[str, Any]) -> None:
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return  # not supported here (e.g. Windows); the rename is still atomic
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def _temp_name(path: Path) -> Path:
+    # not runtime.temp_sibling: runs killed mid-save leave `.NAME.tmp-PID` files that _remove_stale_temps clears
     return path.with_name(f".{path.name}.tmp-{os.getpid()}")
 
 
@@ -421,17 +384,8 @@ def save_training_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
         ``path``.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _temp_name(path)
-    try:
-        with tmp.open("wb") as fh:
-            torch.save(state, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    _fsync_dir(path.parent)
+    with runtime.atomic_path(path, _temp_name(path)) as tmp, tmp.open("wb") as fh:
+        torch.save(state, fh)
     return path
 
 
@@ -509,10 +463,6 @@ def load_training_checkpoint(path: str | Path) -> dict[str, Any]:
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def _kind(spec: str) -> str:
-    return spec.partition(":")[0].strip().lower()
-
-
 def build_train_dataset(config: ExperimentConfig) -> Dataset:
     """The training dataset of a config (training mode: crops, flips, seeded by ``train.seed``).
 
@@ -523,7 +473,7 @@ def build_train_dataset(config: ExperimentConfig) -> Dataset:
     from estinet.data.datasets import DatasetError, open_dataset
 
     d = config.data
-    kind = _kind(d.train)
+    kind = runtime.parse_dataset_spec(d.train).kind
     num_frames = config.model.num_frames
     if kind == HELDOUT_KIND:
         raise ConfigError(f"data.train={d.train!r}: heldout: is a validation set; train on synthetic:PRESETS instead")
@@ -650,8 +600,8 @@ class _ValSet:
         self.cached: list[tuple[str, int, Tensor, Tensor]] | None = None
         self.dataset: Dataset | None = None
         self.indices: list[int] = []
-        kind, _, arg = d.val.partition(":")
-        if kind.strip().lower() == HELDOUT_KIND:
+        kind, arg, _ = runtime.parse_dataset_spec(d.val)
+        if kind == HELDOUT_KIND:
             if d.val_clean is not None:
                 sources: Any = d.val_clean
             else:
@@ -984,9 +934,7 @@ class Trainer:
             )
 
     def _autocast(self) -> AbstractContextManager[Any]:
-        if self.amp_dtype is None:
-            return nullcontext()
-        return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
+        return runtime.autocast(self.device, self.amp_dtype)
 
     @property
     def stage(self) -> Stage:
@@ -1317,18 +1265,10 @@ def train_main(config_path: str | None, overrides: list[str], resume: str | None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m estinet.train`` (also what ``torchrun ... -m estinet.train`` runs)."""
-    parser = argparse.ArgumentParser(prog="python -m estinet.train", description="Train ESTINet (two stages).")
-    parser.add_argument("overrides", nargs="*", help="dotted key=value overrides, e.g. train.stage1_steps=100")
-    parser.add_argument("--config", help="experiment YAML (see configs/)")
-    parser.add_argument("--resume", help="checkpoint to continue from (last.pt or best.pt)")
-    parser.add_argument("--out", help="run folder (default: out_dir of the config, or the checkpoint's folder)")
-    args = parser.parse_args(argv)
-    try:
-        return train_main(args.config, args.overrides, args.resume, args.out)
-    except (ValueError, OSError) as exc:  # ConfigError, CheckpointError, DatasetError, WeightsError, FileExistsError
-        print(f"estinet train: error: {exc}", file=sys.stderr)
-        return 2
+    """``python -m estinet.train`` (also what ``torchrun ... -m estinet.train`` runs): the ``estinet train`` command."""
+    from estinet.cli import main as cli_main
+
+    return cli_main(["train", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from estinet.inference import _channels_last_taps
+from estinet.inference.derainer import channels_last_taps as _channels_last_taps
 from estinet.models import estm as estm_module
 from estinet.models.estm import ESTM, TemporalConv3d
 

@@ -80,6 +80,8 @@ from estinet.data.rain import (
 from estinet.data.sources import CleanSource, SourceError, clean_sources, make_clip, training_sources
 from estinet.data.video_io import IMAGE_SUFFIXES, natural_sort_key, open_frames, read_image
 from estinet.data.windows import window_indices
+from estinet.errors import EstinetError
+from estinet.runtime import parse_dataset_spec
 
 __all__ = [
     "DATASET_KINDS",
@@ -96,7 +98,7 @@ __all__ = [
 ]
 
 
-class DatasetError(ValueError):
+class DatasetError(EstinetError, ValueError):
     """A dataset that cannot be used as given; the message names the path, what was found and what was expected."""
 
 
@@ -971,8 +973,7 @@ def open_dataset(spec: str, **kwargs: Any) -> Dataset:
     Raises:
         DatasetError: If the kind is unknown (the message lists the kinds) or as the dataset's constructor.
     """
-    kind, sep, arg = spec.partition(":")
-    kind = kind.strip().lower()
+    kind, arg, sep = parse_dataset_spec(spec)
     if not sep or kind not in _KINDS:
         raise DatasetError(
             f"unknown dataset {spec!r}; expected KIND:PATH with KIND one of {', '.join(DATASET_KINDS)} "

@@ -459,7 +459,9 @@ def frames_to_uint8(frames: np.ndarray) -> np.ndarray:
     Returns:
         uint8 array of the same shape, values 0..255.
     """
-    return np.clip(np.rint(np.asarray(frames, dtype=np.float32) * 255.0), 0, 255).astype(np.uint8)
+    from estinet.runtime import frames_to_uint8 as rule
+
+    return rule(np.asarray(frames))
 
 
 def _erf(x: np.ndarray) -> np.ndarray:

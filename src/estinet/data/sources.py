@@ -91,6 +91,8 @@ from estinet.data.video_io import (
     open_frames,
     read_image,
 )
+from estinet.errors import EstinetError
+from estinet.runtime import frames_to_uint8
 
 __all__ = [
     "HELDOUT",
@@ -204,7 +206,7 @@ _ANALYSIS_WIDTH = 160  # luma is block-averaged down to about this width for cut
 _CAMERAS = ("static", "moving")
 
 
-class SourceError(ValueError):
+class SourceError(EstinetError, ValueError):
     """A clean source that cannot be used (missing path, unreadable, too small); the message names it and the fix."""
 
 
@@ -1134,7 +1136,7 @@ def _render_scene(
         add_objects(
             frames, plan.objects, [images.get(k, np.zeros((4, 4, 3), np.uint8)) for k in range(len(donors))], background
         )
-    return np.rint(np.clip(frames, 0.0, 1.0) * 255.0).astype(np.uint8)
+    return frames_to_uint8(frames)
 
 
 def _donor_image(donor: CleanSource) -> np.ndarray:

@@ -55,6 +55,7 @@ from estinet.data.sources import (
     make_clip,
     training_sources,
 )
+from estinet.errors import EstinetError
 
 __all__ = [
     "MAX_VIDEO_FRAMES",
@@ -75,7 +76,7 @@ _GAP = 4
 _PNG_LEVEL = 6
 
 
-class SynthError(ValueError):
+class SynthError(EstinetError, ValueError):
     """Arguments that cannot produce a synthetic dataset; the message names the bad value and the fix."""
 
 

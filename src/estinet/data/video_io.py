@@ -57,6 +57,9 @@ import numpy as np
 from av.video.reformatter import ColorRange, Colorspace, Interpolation
 from PIL import Image, UnidentifiedImageError
 
+from estinet.errors import EstinetError
+from estinet.runtime import commit_file, frames_to_uint8, temp_sibling
+
 __all__ = [
     "DEFAULT_FPS",
     "IMAGE_SUFFIXES",
@@ -106,7 +109,7 @@ _ENCODE_FLAGS = Interpolation.BICUBIC | Interpolation.ACCURATE_RND | Interpolati
 _DECODE_FLAGS = Interpolation.BICUBIC | Interpolation.ACCURATE_RND | Interpolation.FULL_CHR_H_INT
 
 
-class VideoIOError(ValueError):
+class VideoIOError(EstinetError, ValueError):
     """A video, image or output path that cannot be used; the message names the path and the fix."""
 
 
@@ -249,7 +252,7 @@ def image_to_rgb(image: Image.Image, *, name: str = "image", warned: set[str] | 
     if mode == "F":
         _warn_once(f"{name}: float samples assumed in [0, 1] and rounded to 8 bits (precision lost)", "float", warned)
         values = np.nan_to_num(np.asarray(image, dtype=np.float64), nan=0.0)
-        gray = np.clip(np.rint(values * 255.0), 0, 255).astype(np.uint8)
+        gray = frames_to_uint8(values)
         return np.repeat(gray[:, :, None], 3, axis=2)
     if mode == "CMYK":
         _warn_once(f"{name}: CMYK converted to RGB without a colour profile (approximate)", "cmyk", warned)
@@ -642,11 +645,6 @@ def read_all(path: str | Path, *, fps: float | None = None) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------------------------------
 
 
-def _partial_name(path: Path) -> Path:
-    """Hidden sibling used while writing: ``dir/.name.partial-<pid><suffix>``."""
-    return path.with_name(f".{path.stem}.partial-{os.getpid()}{path.suffix}")
-
-
 def _check_size(width: int, height: int) -> tuple[int, int]:
     for label, value in (("width", width), ("height", height)):
         if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
@@ -989,7 +987,7 @@ class VideoWriter(FrameSink):
         self._pad = (self.height % 2 if needs_even else 0, self.width % 2 if needs_even else 0)
 
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._tmp = _partial_name(self.path)
+        self._tmp = temp_sibling(self.path)
         self._tmp.unlink(missing_ok=True)
         self._done = False
         self._audio: _AudioCarrier | None = None
@@ -1061,7 +1059,7 @@ class VideoWriter(FrameSink):
                 self._audio.finish()
             self._container.close()
             self._done = True
-            os.replace(self._tmp, self.path)
+            commit_file(self._tmp, self.path)
         except BaseException as error:
             self.abort()
             if isinstance(error, av.FFmpegError):

@@ -31,6 +31,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from estinet.models.estinet import FrameFeatures
+
 __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
@@ -575,7 +577,35 @@ class OfficialESTINet(nn.Module):
         out_c = self.coarse(x_cube)
         return out_c, self.fine(out_c, x_cube)
 
-    def forward(self, frames: Tensor) -> tuple[Tensor, Tensor]:
+    def frame_features(self, frames: Tensor) -> FrameFeatures:
+        """The streaming seam of :class:`~estinet.models.estinet.ESTINet`: the release has no per-frame work.
+
+        Args:
+            frames: (N, 3, H, W) in [0, 1].
+
+        Returns:
+            :class:`~estinet.models.estinet.FrameFeatures` with both terms empty, so streaming stores only frames.
+        """
+        empty = frames.new_zeros(0)
+        return FrameFeatures(empty, empty)
+
+    def window_forward(
+        self, rainy: Tensor, full: Tensor, low: Tensor, displacement: Tensor | None
+    ) -> tuple[Tensor, Tensor]:
+        """The streaming seam: the whole release runs on every window.
+
+        Args:
+            rainy: (B, 5, 3, H, W) rainy frames in [0, 1].
+            full: unused (empty, see :meth:`frame_features`).
+            low: unused (empty).
+            displacement: unused; the release has no motion compensation.
+
+        Returns:
+            As :meth:`forward`.
+        """
+        return self(rainy)
+
+    def forward(self, frames: Tensor, displacement: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Derain one 5-frame window per batch element.
 
         The clamp to [0, 1] after un-normalizing equals the release's per-channel clamp to the normalized images of 0
@@ -583,6 +613,8 @@ class OfficialESTINet(nn.Module):
 
         Args:
             frames: (B, 5, 3, H, W) RGB frames in [0, 1].
+            displacement: unused (the release has no motion compensation); accepted so that callers pass the same
+                arguments as to :meth:`ESTINet.forward`.
 
         Returns:
             ``(coarse, refined)``: the coarse clip (B, 5, 3, H, W) and the refined centre frame (B, 3, H, W), both in

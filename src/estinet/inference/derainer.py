@@ -1,0 +1,432 @@
+"""The :class:`Derainer` API: options, model preparation, and frames / clips / per-window reference in and out.
+
+Convolution weights are put in channels_last layout by default on every device (4-D weights only; the 3x3x3 weights
+of ESTM's :class:`~estinet.models.estm.TemporalConv3d`, which it computes as one 2-D conv per temporal tap, get
+strides that make each tap's 2-D slice channels_last; real ``nn.Conv3d`` weights are left alone), because oneDNN's
+NCHW path reorders every activation on the small channel counts of ``tiny`` (speed-ups in docs/results/). Half
+precision: fp16 autocast on CUDA (default), bf16 autocast on CPU with ``half=True`` (off by default).
+
+Streaming lives in :mod:`estinet.inference.stream`, tiles in :mod:`estinet.inference.tiles`, the memory plan in
+:mod:`estinet.inference.plan` and file input/output in :mod:`estinet.inference.video`.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from estinet import runtime
+from estinet.config import ModelConfig, preset_config
+from estinet.data.windows import window_indices
+from estinet.errors import DerainError
+from estinet.inference.plan import OFFICIAL_ALIGN, Plan, align_up, default_tile_margin, footprint, plan_frames
+from estinet.inference.stream import StreamStats, official_window, stage_clock, stream, window_displacements
+from estinet.inference.tiles import Tiler
+from estinet.models.estinet import PAD_MULTIPLE, ESTINet
+from estinet.models.estm import TemporalConv3d
+from estinet.models.motion import StreamingMotion, pair_displacements
+from estinet.models.official import OfficialESTINet
+
+__all__ = ["Derainer", "channels_last_taps", "prepare_model", "resolve_device"]
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """:func:`estinet.runtime.resolve_device` raising :class:`DerainError` (``"auto"``: CUDA when available)."""
+    return runtime.resolve_device(device, error=DerainError)
+
+
+def channels_last_taps(weight: Tensor) -> Tensor:
+    """A copy of a (O, C, 3, 3, 3) TemporalConv3d weight whose per-tap 2-D slices ``[:, :, k]`` are channels_last."""
+    out_ch, in_ch, _, kh, kw = weight.shape
+    strides = (kh * kw * in_ch, 1, out_ch * kh * kw * in_ch, kw * in_ch, in_ch)
+    strided = torch.empty_strided(weight.shape, strides, dtype=weight.dtype, device=weight.device)
+    strided.copy_(weight)
+    return strided
+
+
+def prepare_model(model: nn.Module, device: torch.device, channels_last: bool) -> nn.Module:
+    """Move to ``device``, eval mode, no gradients; optionally channels_last convolution weights."""
+    model = model.to(device).eval()
+    for param in model.parameters():
+        param.requires_grad_(False)
+    if channels_last:
+        for module in model.modules():
+            weight = getattr(module, "weight", None)
+            if not isinstance(weight, Tensor):
+                continue
+            if isinstance(module, TemporalConv3d) and weight.shape[2:] == (3, 3, 3):
+                module.weight.data = channels_last_taps(weight.data)
+            elif weight.dim() == 4:  # Conv2d / ConvTranspose2d; 5-D Conv3d weights cannot be channels_last
+                module.weight.data = weight.data.contiguous(memory_format=torch.channels_last)
+    return model
+
+
+def _load(weights: str | Path | nn.Module, config: ModelConfig | None) -> tuple[nn.Module, ModelConfig]:
+    """The model (a copy of a given module) and its config."""
+    if isinstance(weights, nn.Module):
+        model = copy.deepcopy(weights)
+        if isinstance(model, OfficialESTINet):
+            return model, config or preset_config("official", "paper")
+        if isinstance(model, ESTINet):
+            if config is not None and config != model.config:
+                raise DerainError(
+                    f"config {config} does not describe the given model (its config is {model.config}); "
+                    "leave config=None"
+                )
+            return model, model.config
+        raise TypeError(
+            f"weights must be a weights name/path or an ESTINet/OfficialESTINet module, got "
+            f"{type(weights).__name__}; build models with estinet.models.build_model"
+        )
+    if isinstance(weights, str | Path):
+        if config is not None:
+            raise DerainError("config is only used with a model object; weights files carry their own config")
+        from estinet.checkpoint import load_model
+
+        return load_model(weights, device="cpu")
+    raise TypeError(
+        f"weights must be a shipped name, a file path, 'COARSE,FINE' or a model, got {type(weights).__name__}"
+    )
+
+
+def _check_count(name: str, value: Any, *, minimum: int, unit: str = "") -> None:
+    """Refuse ``value`` unless it is an int (not a bool) >= ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        kind = "a non-negative" if minimum == 0 else "a positive"
+        raise DerainError(f"{name} must be {kind} integer{unit}, got {value!r}")
+
+
+class Derainer:
+    """Remove rain from videos with a trained ESTINet (or any variant, or the authors' release).
+
+    Args:
+        weights: a shipped name (``tiny``, ...), a ``.safetensors`` file, a training checkpoint, ``COARSE,FINE`` for
+            the authors' two released checkpoints (all through :func:`estinet.checkpoint.load_model`, which never
+            unpickles arbitrary objects), or an already-built :class:`ESTINet` / :class:`OfficialESTINet` (copied,
+            the caller's module is left untouched).
+        config: the config of a model object (defaults to ``model.config``; ``official`` needs none).
+        device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+        tile: tile core size in pixels (rounded up to a multiple of 16, or 32 for ``official``); 0 forces whole
+            frames; None chooses from the available memory.
+        tile_margin: tile overlap per side in pixels (default :func:`default_tile_margin`: the receptive radius of
+            the per-frame features).
+        half: half precision: fp16 autocast on CUDA, bf16 autocast on CPU. None: on for CUDA, off for CPU.
+        batch: at most this many frames per per-frame call and windows per ``window_forward`` call (halved while it
+            does not fit in memory; None: 1 on CPU, where 2 measured slower, and on CUDA the largest of 8, 4, 2, 1
+            that fits). Outputs do not depend on it beyond float rounding.
+        threads: ``torch.set_num_threads(threads)`` (process-wide) when given.
+        channels_last: channels_last convolution weights (None: on; measured 1.3-1.5x faster on a CPU for ``tiny``,
+            and the usual layout for convolutions on GPUs).
+        motion: global motion compensation (None: the model's config; always off for ``official``).
+        official_windows: for ``official``, use the release's window padding instead of reflection.
+        profile: synchronise CUDA around each stage so that :attr:`last_stats` times are exact.
+        variant: the architecture the weights must have (e.g. ``estinet``, ``official``); None accepts any.
+        keep_freed_memory: on CPU, make glibc keep freed memory for reuse (process-wide, see
+            :mod:`estinet.allocator`).
+
+    Raises:
+        WeightsError: weights that cannot be loaded (missing, corrupt, another architecture).
+        DerainError: invalid options.
+        TypeError: ``weights`` of an unsupported type.
+    """
+
+    def __init__(
+        self,
+        weights: str | Path | nn.Module = "tiny",
+        *,
+        config: ModelConfig | None = None,
+        device: str | torch.device = "auto",
+        tile: int | None = None,
+        tile_margin: int | None = None,
+        half: bool | None = None,
+        batch: int | None = None,
+        threads: int | None = None,
+        channels_last: bool | None = None,
+        motion: bool | None = None,
+        official_windows: bool = False,
+        profile: bool = False,
+        variant: str | None = None,
+        keep_freed_memory: bool = True,
+    ) -> None:
+        if threads is not None:
+            _check_count("threads", threads, minimum=1)
+            torch.set_num_threads(threads)
+        self.device = resolve_device(device)
+        if keep_freed_memory and self.device.type == "cpu":
+            from estinet.allocator import keep_freed_memory as keep
+
+            keep()
+        model, config = _load(weights, config)
+        if variant is not None and variant != config.variant:
+            from estinet.checkpoint import WeightsError
+
+            raise WeightsError(
+                f"weights {weights if isinstance(weights, str | Path) else type(weights).__name__!s} are a "
+                f"{config.variant!r} model ({config.preset} preset), not {variant!r}; pass weights trained for "
+                f"{variant!r} or drop the variant option"
+            )
+        self.config: ModelConfig = config
+        self.is_official = isinstance(model, OfficialESTINet)
+        self.window_size = int(model.num_frames)
+        self.centre = int(model.centre)
+        self.align = OFFICIAL_ALIGN if self.is_official else PAD_MULTIPLE
+        if motion and self.is_official:
+            raise DerainError("the official variant has no motion compensation; pass motion=None or False")
+        if official_windows and not self.is_official:
+            raise DerainError(f"official_windows only applies to the official variant, not {config.variant!r}")
+        self.official_windows = bool(official_windows)
+        self.motion = False if self.is_official else bool(config.motion_compensation if motion is None else motion)
+        self.motion = self.motion and self.window_size > 1
+        self.tile = self._check_tile(tile)
+        margin = default_tile_margin(config) if tile_margin is None else tile_margin
+        _check_count("tile_margin", margin, minimum=0, unit=" (pixels)")
+        self.tile_margin = align_up(margin, self.align)
+        if batch is not None:
+            _check_count("batch", batch, minimum=1, unit=" (windows per forward)")
+        self.batch = batch
+        if half is None:
+            half = self.device.type == "cuda"
+        self.amp_dtype: torch.dtype | None = None
+        if half:
+            self.amp_dtype = torch.float16 if self.device.type == "cuda" else torch.bfloat16
+        self.channels_last = True if channels_last is None else bool(channels_last)
+        self.profile = profile
+        self.model = prepare_model(model, self.device, self.channels_last)
+        self.tiler = Tiler(self.model, self.align, config.temporal_stride, self.device, self.amp_dtype)
+        """The per-frame and per-window calls, whole or in tiles."""
+        half_precision = self.amp_dtype is not None
+        self.footprint = footprint(config, window_size=self.window_size, official=self.is_official, half=half_precision)
+        gm = getattr(self.model, "motion", None)
+        self._motion_args: dict[str, Any] = {
+            "max_shift": getattr(gm, "max_shift", None),
+            "max_size": getattr(gm, "max_size", 256),
+            "min_confidence": getattr(gm, "min_confidence", 0.1),
+        }
+        self.last_stats = StreamStats()
+        """Statistics of the latest (or running) streaming call."""
+
+    def _check_tile(self, tile: int | None) -> int | None:
+        if tile is None:
+            return None
+        if isinstance(tile, bool) or not isinstance(tile, int) or tile < 0:
+            raise DerainError(f"tile must be None (automatic), 0 (whole frames) or a positive size, got {tile!r}")
+        return 0 if tile == 0 else align_up(tile, self.align)
+
+    def __repr__(self) -> str:
+        precision = {None: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}[self.amp_dtype]
+        return (
+            f"Derainer(variant={self.config.variant!r}, preset={self.config.preset!r}, device={str(self.device)!r}, "
+            f"precision={precision}, motion={self.motion}, tile={self.tile}, batch={self.batch})"
+        )
+
+    def plan_for(self, height: int, width: int, available: int | None = None) -> Plan:
+        """Choose tiles and batch for frames of ``height`` x ``width`` (:func:`~estinet.inference.plan.plan_frames`).
+
+        Args:
+            height: frame height in pixels.
+            width: frame width in pixels.
+            available: bytes available (default: :func:`~estinet.inference.plan.available_memory` of the device).
+
+        Returns:
+            The :class:`~estinet.inference.plan.Plan`.
+
+        Raises:
+            DerainError: when even the ring buffer or the smallest tile does not fit.
+        """
+        return plan_frames(
+            height,
+            width,
+            self.footprint,
+            tile=self.tile,
+            margin=self.tile_margin,
+            batch=self.batch,
+            device=self.device,
+            available=available,
+        )
+
+    def _window(self, num_frames: int, centre: int) -> list[int]:
+        if self.official_windows:
+            return official_window(num_frames, centre)
+        return window_indices(num_frames, centre, self.window_size, "reflect")
+
+    def derain_tensors(self, frames: Iterable[Tensor]) -> Iterator[Tensor]:
+        """Derain a stream of frames (the core generator; :mod:`estinet.inference.stream`).
+
+        Args:
+            frames: (3, H, W) float tensors in [0, 1] on any device, all of one size.
+
+        Yields:
+            (3, H, W) float32 derained frames in [0, 1] on :attr:`device`, one per input frame, in order.
+
+        Raises:
+            DerainError: for an empty stream or a frame of another shape.
+        """
+        self.last_stats = StreamStats()
+        yield from stream(
+            frames,
+            self.tiler,
+            plan_for=self.plan_for,
+            window=self._window,
+            window_size=self.window_size,
+            pad_multiple=self.footprint.pad_multiple,
+            motion=StreamingMotion(**self._motion_args) if self.motion else None,
+            check=self._check_tensor,
+            stats=self.last_stats,
+            profile=self.profile,
+        )
+
+    def _check_tensor(self, frame: Tensor, index: int, size: tuple[int, int] | None) -> Tensor:
+        if not isinstance(frame, Tensor) or frame.dim() != 3 or frame.shape[0] != 3:
+            shape = tuple(frame.shape) if isinstance(frame, Tensor) else type(frame).__name__
+            raise DerainError(f"frame {index} must be a (3, H, W) tensor in [0, 1], got {shape}")
+        if not frame.is_floating_point():
+            raise DerainError(f"frame {index} must be floating point in [0, 1], got {frame.dtype}; divide uint8 by 255")
+        if size is not None and tuple(frame.shape[-2:]) != size:
+            raise DerainError(
+                f"frame {index} is {frame.shape[-1]}x{frame.shape[-2]} but the first frame is {size[1]}x{size[0]}; "
+                "every frame of a video must have the same size"
+            )
+        return frame.to(self.device, torch.float32)
+
+    def derain_frames(self, frames: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+        """Derain uint8 RGB frames as a generator (streaming; memory flat in the number of frames).
+
+        Args:
+            frames: uint8 arrays of shape (H, W, 3), values in [0, 255], all of one size (e.g. a
+                :func:`~estinet.data.video_io.open_frames` source).
+
+        Yields:
+            uint8 (H, W, 3) derained frames, rounded and clipped exactly as a saved frame would be, one per input.
+
+        Raises:
+            DerainError: for an empty input or a frame of another shape or dtype.
+        """
+
+        def tensors() -> Iterator[Tensor]:  # runs inside derain_tensors, after it has set last_stats
+            for index, array in enumerate(frames):
+                if not isinstance(array, np.ndarray) or array.ndim != 3 or array.shape[2] != 3:
+                    shape = getattr(array, "shape", type(array).__name__)
+                    raise DerainError(f"frame {index} must be a uint8 (H, W, 3) RGB array, got {shape}")
+                if array.dtype != np.uint8:
+                    raise DerainError(
+                        f"frame {index} must be uint8 in [0, 255], got {array.dtype}; convert with "
+                        "np.clip(np.rint(x * 255), 0, 255).astype(np.uint8)"
+                    )
+                with stage_clock(self.last_stats, "convert", self.device, self.profile):
+                    tensor = torch.from_numpy(np.ascontiguousarray(array)).to(self.device).permute(2, 0, 1)
+                    tensor = tensor.float().div_(255.0)
+                yield tensor
+
+        for out in self.derain_tensors(tensors()):
+            with stage_clock(self.last_stats, "convert", self.device, self.profile):
+                array = runtime.frames_to_uint8(out).permute(1, 2, 0).cpu().numpy()
+            yield array
+
+    def derain_clip(self, frames: Tensor) -> Tensor:
+        """Derain a whole clip held in memory (streaming internally).
+
+        Args:
+            frames: (T, 3, H, W) float in [0, 1].
+
+        Returns:
+            (T, 3, H, W) float32 in [0, 1] (not rounded), on the device of ``frames``.
+        """
+        if not isinstance(frames, Tensor) or frames.dim() != 4 or frames.shape[1] != 3:
+            shape = tuple(frames.shape) if isinstance(frames, Tensor) else type(frames).__name__
+            raise DerainError(f"frames must be a (T, 3, H, W) tensor in [0, 1], got {shape}")
+        outputs = [out.to(frames.device) for out in self.derain_tensors(iter(frames))]
+        return torch.stack(outputs)
+
+    def derain_per_window(self, frames: Tensor) -> Tensor:
+        """The per-window reference: every window recomputes everything (no streaming, no tiles).
+
+        For each frame ``t``: the window ``window_indices(T, t, size)`` (or the release's windows), displacements
+        ``position[j] - position[t]`` from positions accumulated (float64) over the clip's pair displacements
+        (:func:`~estinet.models.motion.pair_displacements`), then ``model.forward(window, displacement)`` and its
+        refined centre frame, clamped to [0, 1]. Streaming must equal this to about 1e-5.
+
+        Args:
+            frames: (T, 3, H, W) float in [0, 1].
+
+        Returns:
+            (T, 3, H, W) float32 in [0, 1], on :attr:`device`.
+        """
+        if not isinstance(frames, Tensor) or frames.dim() != 4 or frames.shape[1] != 3:
+            raise DerainError(f"frames must be a (T, 3, H, W) tensor in [0, 1], got {tuple(frames.shape)}")
+        frames = frames.to(self.device, torch.float32)
+        count = frames.shape[0]
+        positions = dict.fromkeys(range(count), torch.zeros(2, dtype=torch.float64))
+        with torch.inference_mode():
+            if self.motion and count > 1:
+                pair, _ = pair_displacements(frames[None], **self._motion_args)  # (1, T-1, 2)
+                steps = pair[0].to("cpu", torch.float64)
+                acc = torch.zeros(2, dtype=torch.float64)
+                for k in range(1, count):
+                    acc = acc + steps[k - 1]  # the same sequential float64 sum as streaming
+                    positions[k] = acc
+            outputs = []
+            for t in range(count):
+                window = self._window(count, t)
+                clip = frames[window][None]  # (1, T, 3, H, W)
+                disp = window_displacements(positions, [window], [t]).to(self.device)
+                with runtime.autocast(self.device, self.amp_dtype):
+                    refined = self.model(clip, disp if self.motion else torch.zeros_like(disp))[1]
+                outputs.append(refined[0].float().clamp(0.0, 1.0))
+        return torch.stack(outputs)
+
+    def derain_video(
+        self,
+        src: str | Path,
+        dst: str | Path,
+        *,
+        compare: bool | str | Path = False,
+        overwrite: bool = False,
+        lossless: bool = False,
+        crf: int = 18,
+        progress: bool = True,
+        x264_preset: str = "veryfast",
+    ) -> Path:
+        """Derain a video file, frame folder or image into a video, frame folder or image.
+
+        The output keeps the input's size, frame rate, frame count and audio (:mod:`estinet.data.video_io`). Every
+        output appears under its final name only once it is complete: an error or interruption leaves nothing
+        behind (for the comparison video too).
+
+        Args:
+            src: video file, folder of frames, or image.
+            dst: ``.mp4``/``.mkv``/``.mov``/``.avi`` video (H.264 by default), a folder (PNG frames; a path without
+                suffix) or, for a one-frame input, an image file.
+            compare: also write a side-by-side (rainy | derained) output: True names it ``<dst stem>_compare``
+                beside ``dst``; a path names it.
+            overwrite: replace existing outputs (otherwise they are refused before any work).
+            lossless: lossless video (FFV1 in .mkv/.avi, x264 RGB QP 0 in .mp4/.mov).
+            crf: x264 quality for H.264 outputs (0-51; 18 is visually lossless).
+            progress: show a tqdm progress bar (frames/s and ETA).
+            x264_preset: x264 speed preset (``veryfast`` default; ``medium`` makes smaller files, more slowly).
+
+        Returns:
+            The output path.
+
+        Raises:
+            VideoIOError: unreadable input, refused or unwritable output.
+            DerainError: the output would replace the input, or an image output for a multi-frame input.
+        """
+        from estinet.inference.video import derain_video
+
+        return derain_video(
+            self,
+            src,
+            dst,
+            compare=compare,
+            overwrite=overwrite,
+            lossless=lossless,
+            crf=crf,
+            progress=progress,
+            x264_preset=x264_preset,
+        )
