@@ -185,14 +185,36 @@ def load_model(spec: str | Path, device: str | torch.device = "cpu") -> tuple[nn
     return model.to(device).eval(), config
 
 
-def _torch_load(path: Path) -> Any:
+def read_torch_file(path: str | Path, error: type[EstinetError], hint: str) -> Any:
+    """``torch.load(path, weights_only=True)`` on the CPU: plain containers and tensors, never arbitrary objects.
+
+    This is the one reader of ``.pt`` files, for weights (:func:`load_model`) and for resuming training
+    (:func:`estinet.train.load_training_checkpoint`) alike.
+
+    Args:
+        path: the file.
+        error: the caller's error class.
+        hint: what the user should pass instead, appended to the message.
+
+    Raises:
+        EstinetError: (``error``) the file is truncated, corrupt, not a torch file, or holds pickled objects.
+    """
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for truncated/foreign files
-        raise WeightsError(
-            f"{path} cannot be read as a checkpoint ({type(exc).__name__}: not a PyTorch file, or truncated); pass a "
-            ".safetensors file, an estinet training checkpoint, or the authors' COARSE,FINE checkpoints"
+    except Exception as exc:  # truncated zip, garbage bytes, pickled foreign objects: torch raises many types
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        raise error(
+            f"{path} cannot be read as a checkpoint; it is truncated, corrupt or not a torch file "
+            f"({type(exc).__name__}: {first}); {hint}"
         ) from exc
+
+
+def _torch_load(path: Path) -> Any:
+    return read_torch_file(
+        path,
+        WeightsError,
+        "pass a .safetensors file, an estinet training checkpoint, or the authors' COARSE,FINE checkpoints",
+    )
 
 
 def _load_official(coarse: str, fine: str, device: str | torch.device) -> tuple[nn.Module, ModelConfig]:

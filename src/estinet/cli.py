@@ -124,9 +124,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     """Two-stage training from a YAML config (also under torchrun for DDP)."""
-    from estinet.train import train_main
+    from estinet.train import resolve_config, run_folder, train
+    from estinet.train.run import finished_message
 
-    return train_main(args.config, list(args.overrides), args.resume, args.out)
+    config = resolve_config(args.config, args.overrides, args.resume)
+    run_dir = train(config, out_dir=run_folder(args.out, args.resume), resume=args.resume)
+    message = finished_message(run_dir)  # None on ranks other than 0 under torchrun
+    if message is not None:
+        print(message)
+    return 0
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
