@@ -21,11 +21,11 @@ import sys, time
 import estinet.allocator as allocator
 if sys.argv[1] == "default":
     allocator._applied = False  # pretend it was refused: training then runs with glibc's default settings
-from estinet.train import train_main
+from estinet.config import load_experiment
+from estinet.train import train
 t = time.perf_counter()
-train_main(sys.argv[2], ["train.stage1_steps=60", "train.stage2_steps=40", "train.val_every=100000",
-           "train.ckpt_every=100000", "data.workers=1", "train.threads=2", "train.progress=false"], None,
-           out_dir=sys.argv[3])
+train(load_experiment(sys.argv[2], ["train.stage1_steps=60", "train.stage2_steps=40", "train.val_every=100000",
+      "train.ckpt_every=100000", "data.workers=1", "train.threads=2", "train.progress=false"]), out_dir=sys.argv[3])
 print(time.perf_counter() - t)
 """
 

@@ -135,28 +135,33 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+EVAL_OPTIONS = (
+    "dataset",
+    "weights",
+    "variant",
+    "method",
+    "json_out",
+    "csv_out",
+    "save_frames",
+    "skip_ends",
+    "device",
+    "split",
+    "overwrite",
+    "progress",
+    "clips",
+    "clip_frames",
+    "crop",
+    "seed",
+)
+"""``eval`` options, each an :func:`~estinet.evaluate.evaluate_dataset` argument of the same name."""
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     """Score a method on a dataset under the metric protocol (SPEC §3)."""
-    from estinet.evaluate import eval_main
+    from estinet.evaluate import evaluate_dataset
 
-    return eval_main(
-        args.dataset,
-        weights=args.weights,
-        variant=args.variant,
-        method=args.method,
-        json_out=args.json,
-        csv_out=args.csv,
-        save_frames=args.save_frames,
-        skip_ends=args.skip_ends,
-        device=args.device,
-        split=args.split,
-        overwrite=args.overwrite,
-        progress=not args.no_progress,
-        clips=args.clips,
-        clip_frames=args.clip_frames,
-        crop=args.crop,
-        seed=args.seed,
-    )
+    print(evaluate_dataset(**_pick(args, EVAL_OPTIONS)).to_markdown(), end="")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -270,14 +275,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", help="shipped name, .safetensors, training checkpoint, or COARSE,FINE (authors')")
     p.add_argument("--variant", choices=VARIANTS, help="variant override for the model")
     p.add_argument("--method", choices=("model", "input", "median"), default="model", help="what to score")
-    p.add_argument("--json", help="write the JSON report here")
-    p.add_argument("--csv", help="write the CSV report here")
+    p.add_argument("--json", dest="json_out", help="write the JSON report here")
+    p.add_argument("--csv", dest="csv_out", help="write the CSV report here")
     p.add_argument("--save-frames", help="save every output frame under this folder")
     p.add_argument("--skip-ends", type=int, default=0, help="drop K frames at each sequence end (2 = S2VD protocol)")
     p.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
     p.add_argument("--split", default="test", help="dataset split (default test)")
     p.add_argument("--overwrite", action="store_true", help="replace existing report files or frame folders")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     p.add_argument("--clips", type=int, default=12, help="synthetic: held-out clips to render (default 12)")
     p.add_argument("--clip-frames", type=int, default=9, help="synthetic: frames per clip (default 9)")
     p.add_argument("--crop", type=int, default=224, help="synthetic: clip size in pixels (default 224)")

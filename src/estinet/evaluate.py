@@ -89,6 +89,7 @@ __all__ = [
     "eval_main",
     "eval_sequences",
     "evaluate",
+    "evaluate_dataset",
     "input_predictor",
     "make_predictor",
     "median_predictor",
@@ -97,7 +98,7 @@ __all__ = [
 ]
 
 METHODS: tuple[str, ...] = ("model", "input", "median")
-"""Values of ``method`` understood by :func:`make_predictor` and :func:`eval_main`."""
+"""Values of ``method`` understood by :func:`make_predictor` and :func:`evaluate_dataset`."""
 
 EXTRA_NAMES: tuple[str, ...] = ("background_psnr_y", "brightness_bias")
 """Per-frame extras reported beside the protocol metrics (see the module docstring)."""
@@ -876,7 +877,7 @@ def _metric_device(device: str) -> str | None:
     return device if str(device).startswith("cuda") else None
 
 
-def eval_main(
+def evaluate_dataset(
     dataset: str,
     weights: str | Path | None = None,
     variant: str | None = None,
@@ -895,8 +896,8 @@ def eval_main(
     clip_frames: int = 9,
     crop: int | tuple[int, int] = 224,
     seed: int = 0,
-) -> int:
-    """``estinet eval``: evaluate a method on a dataset, print the Markdown report, write CSV/JSON on request.
+) -> EvalReport:
+    """``estinet eval``: evaluate a method on a dataset and write the CSV/JSON reports that are asked for.
 
     Args:
         dataset: ``KIND:PATH`` (``ntu:DIR``, ``rainsyn-light:DIR``, ``folders:DIR``, ``synthetic:light``, ...).
@@ -918,7 +919,7 @@ def eval_main(
         seed: Synthetic seed.
 
     Returns:
-        0 on success.
+        The report (:meth:`EvalReport.to_markdown` is what ``estinet eval`` prints).
 
     Raises:
         EvalError: Unknown method, missing weights, a bad predictor output.
@@ -952,9 +953,18 @@ def eval_main(
         overwrite=overwrite,
         metric_device=_metric_device(device) if method == "model" else None,
     )
-    print(report.to_markdown(), end="")
     if json_out is not None:
         report.write_json(json_out)
     if csv_out is not None:
         report.write_csv(csv_out)
+    return report
+
+
+def eval_main(dataset: str, *args: Any, **kwargs: Any) -> int:
+    """:func:`evaluate_dataset` followed by printing its Markdown report (kept for scripts that used it).
+
+    Returns:
+        0 on success (errors propagate as exceptions).
+    """
+    print(evaluate_dataset(dataset, *args, **kwargs).to_markdown(), end="")
     return 0
