@@ -5,7 +5,8 @@ Three kinds of weights load through :func:`load_model`:
 - a shipped name (``tiny``, ...) or any ``.safetensors`` file written by :func:`save_weights`: the tensors plus the
   model config as JSON in the file's metadata;
 - a training checkpoint (``.pt``/``.pth``): a plain dict with ``"model"`` (a state dict) and ``"config"`` (a dict with
-  a ``"model"`` section), read with ``torch.load(weights_only=True)``;
+  a ``"model"`` section), read with :func:`read_torch_file` (``torch.load(weights_only=True)``); the full resumable
+  format, of which these two entries are the weights, is :mod:`estinet.train.state`'s;
 - the authors' released coarse + fine checkpoints, given as ``COARSE,FINE`` (two paths joined by a comma), loaded
   into the ``official`` variant.
 """
