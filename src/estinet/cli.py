@@ -14,6 +14,8 @@ from typing import Any
 from estinet import __version__
 from estinet.errors import EstinetError
 
+Subcommands = argparse._SubParsersAction  # the object add_subparsers returns; argparse gives it no public name
+
 
 def _parse_size(text: str) -> tuple[int, int]:
     """Parse ``HxW`` (e.g. ``480x640``) into (H, W)."""
@@ -164,20 +166,20 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser with every subcommand."""
+def _add_info(sub: Subcommands) -> None:
+    """The ``info`` command's arguments."""
     from estinet.config import PRESETS, VARIANTS
-    from estinet.data.video_io import X264_PRESETS
-
-    parser = argparse.ArgumentParser(prog="estinet", description="Remove rain from videos with ESTINet.")
-    parser.add_argument("--version", action="version", version=f"estinet {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("info", help="parameters and GFLOPs per output frame of every variant and preset")
     p.add_argument("--variant", choices=VARIANTS, help="only this variant (default: all)")
     p.add_argument("--preset", choices=PRESETS, help="only this width preset (default: all)")
     p.add_argument("--size", type=_parse_size, default=(480, 640), help="frame size HxW (default 480x640)")
     p.set_defaults(func=cmd_info)
+
+
+def _add_derain(sub: Subcommands) -> None:
+    """The ``derain`` command's arguments."""
+    from estinet.data.video_io import X264_PRESETS
 
     p = sub.add_parser("derain", help="remove rain from a video, frame folder or image")
     p.add_argument("input", help="video file, folder of frames, or image")
@@ -210,6 +212,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_derain)
 
+
+def _add_demo(sub: Subcommands) -> None:
+    """The ``demo`` command's arguments."""
     p = sub.add_parser("demo", help="derain a held-out clip with synthetic rain and show the scores")
     p.add_argument("-o", "--output", default="estinet-demo", help="output folder (default ./estinet-demo)")
     p.add_argument("--weights", help="weights (default: the fastest shipped model)")
@@ -224,6 +229,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace earlier demo outputs")
     p.set_defaults(func=cmd_demo)
 
+
+def _add_bench(sub: Subcommands) -> None:
+    """The ``bench`` command's arguments."""
     p = sub.add_parser("bench", help="frames/s and peak memory, streaming vs per-window, at several frame sizes")
     p.add_argument("models", nargs="*", help="weights or variant/preset (default: every shipped model)")
     p.add_argument(
@@ -243,6 +251,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", help="also write the results as JSON here")
     p.set_defaults(func=cmd_bench)
 
+
+def _add_synth(sub: Subcommands) -> None:
+    """The ``synth`` command's arguments."""
     p = sub.add_parser("synth", help="render synthetic rain over clean videos into a paired dataset")
     p.add_argument(
         "clean", nargs="*", help="clean videos, frame folders or images (default: the package training clips)"
@@ -263,12 +274,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_synth)
 
+
+def _add_train(sub: Subcommands) -> None:
+    """The ``train`` command's arguments."""
     p = sub.add_parser("train", help="train a model (two-stage schedule; torchrun for several processes)")
     p.add_argument("--config", help="YAML config, e.g. configs/tiny-synthetic.yaml")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted overrides, e.g. train.batch_size=4")
     p.add_argument("--resume", help="continue exactly from this checkpoint (last.pt)")
     p.add_argument("--out", help="output folder (default from the config)")
     p.set_defaults(func=cmd_train)
+
+
+def _add_eval(sub: Subcommands) -> None:
+    """The ``eval`` command's arguments."""
+    from estinet.config import VARIANTS
 
     p = sub.add_parser("eval", help="PSNR/SSIM (Y and RGB) of a model or a baseline on a dataset")
     p.add_argument("--dataset", required=True, help="KIND:PATH, e.g. ntu:/data/NTURain, folders:DIR, synthetic:light")
@@ -288,6 +307,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--crop", type=int, default=224, help="synthetic: clip size in pixels (default 224)")
     p.add_argument("--seed", type=int, default=0, help="synthetic: seed (default 0)")
     p.set_defaults(func=cmd_eval)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every subcommand."""
+    parser = argparse.ArgumentParser(prog="estinet", description="Remove rain from videos with ESTINet.")
+    parser.add_argument("--version", action="version", version=f"estinet {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_info(sub)
+    _add_derain(sub)
+    _add_demo(sub)
+    _add_bench(sub)
+    _add_synth(sub)
+    _add_train(sub)
+    _add_eval(sub)
     return parser
 
 
