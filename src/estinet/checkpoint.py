@@ -185,14 +185,41 @@ def load_model(spec: str | Path, device: str | torch.device = "cpu") -> tuple[nn
     return model.to(device).eval(), config
 
 
+def pickle_refusal(path: str | Path) -> str:
+    """The message for a file that holds pickled Python objects (code), which estinet never unpickles."""
+    return (
+        f"{path} holds pickled Python objects (for example a whole model saved with torch.save(model)), not just "
+        "tensors; estinet never unpickles code, because loading a pickle runs whatever it contains. If you trust the "
+        "file, convert it where it was made: torch.save(model.state_dict(), 'weights.pt') saves the tensors alone "
+        "(or estinet.checkpoint.save_weights writes .safetensors), and pass that file instead"
+    )
+
+
+def is_code_pickle(error: BaseException) -> bool:
+    """Whether ``torch.load(weights_only=True)`` failed because the file pickles objects other than tensors."""
+    import pickle
+
+    return isinstance(error, pickle.UnpicklingError) and "unsupported global" in str(error).lower()
+
+
+def load_failure(path: str | Path, error: BaseException) -> str:
+    """The message for a file ``torch.load(weights_only=True)`` refused, in estinet's words, never torch's advice.
+
+    torch's own text suggests retrying with ``weights_only=False``, which would run the code a pickle holds.
+    """
+    if is_code_pickle(error):
+        return pickle_refusal(path)
+    return (
+        f"{path} cannot be read as a checkpoint ({type(error).__name__}: not a PyTorch file, or truncated); pass a "
+        ".safetensors file, an estinet training checkpoint, or the authors' COARSE,FINE checkpoints"
+    )
+
+
 def _torch_load(path: Path) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for truncated/foreign files
-        raise WeightsError(
-            f"{path} cannot be read as a checkpoint ({type(exc).__name__}: not a PyTorch file, or truncated); pass a "
-            ".safetensors file, an estinet training checkpoint, or the authors' COARSE,FINE checkpoints"
-        ) from exc
+    except Exception as exc:  # torch raises many types for truncated/foreign files; pickles of code are refused
+        raise WeightsError(load_failure(path, exc)) from None
 
 
 def _load_official(coarse: str, fine: str, device: str | torch.device) -> tuple[nn.Module, ModelConfig]:

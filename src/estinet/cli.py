@@ -1,15 +1,20 @@
 """The ``estinet`` command line: thin subcommands over the library.
 
-Library code raises specific exceptions (all :class:`~estinet.errors.EstinetError`); only this module turns them
-into a one-line error and exit code 2. Any other exception is a bug and keeps its traceback.
+Library code raises specific exceptions (all :class:`~estinet.errors.EstinetError`); only this module turns them,
+and the operating-system errors a user can cause or meet (permissions, read-only media, a full disk:
+:func:`estinet.runtime.describe_os_error`), into a one-line error and exit code 2. Any other exception is a bug and
+keeps its traceback. Warnings print as one ``estinet: warning: ...`` line each.
 """
 
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
-from collections.abc import Sequence
-from typing import Any
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, TextIO
 
 from estinet import __version__
 from estinet.errors import EstinetError
@@ -54,14 +59,14 @@ def cmd_synth(args: argparse.Namespace) -> int:
         versions=args.versions,
         progress=not args.quiet,
     )
-    print(f"wrote {out} (read it with --dataset ntu:{out})")
+    print(f"wrote {out}; score a model on it with: estinet eval --dataset {shlex.quote(f'ntu:{out}')}")
     return 0
 
 
 DERAINER_OPTIONS = ("device", "tile", "tile_margin", "half", "batch", "threads", "motion", "official_windows")
 """``derain`` options that are :class:`~estinet.inference.Derainer` arguments of the same name."""
 
-VIDEO_OPTIONS = ("compare", "overwrite", "lossless", "crf", "x264_preset")
+VIDEO_OPTIONS = ("compare", "overwrite", "lossless", "crf", "x264_preset", "keep_partial_input")
 """``derain`` options that are :meth:`~estinet.inference.Derainer.derain_video` arguments of the same name."""
 
 
@@ -126,16 +131,30 @@ def cmd_train(args: argparse.Namespace) -> int:
     """Two-stage training from a YAML config (also under torchrun for DDP)."""
     from estinet.train import train_main
 
-    return train_main(args.config, list(args.overrides), args.resume, args.out)
+    try:
+        return train_main(args.config, list(args.overrides), args.resume, args.out)
+    except EstinetError as exc:
+        import pickle
+
+        from estinet.checkpoint import load_failure
+
+        if args.resume and isinstance(exc.__cause__, pickle.UnpicklingError):  # torch's text advises unpickling
+            raise type(exc)(load_failure(args.resume, exc.__cause__)) from None
+        raise
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
     """Score a method on a dataset under the metric protocol (SPEC §3)."""
     from estinet.evaluate import eval_main
 
+    weights = args.weights
+    if weights is None and args.method == "model" and args.variant is None:
+        from estinet.checkpoint import default_weights
+
+        weights = default_weights()
     return eval_main(
         args.dataset,
-        weights=args.weights,
+        weights=weights,
         variant=args.variant,
         method=args.method,
         json_out=args.json,
@@ -195,7 +214,12 @@ def build_parser() -> argparse.ArgumentParser:
         default="veryfast",
         help="H.264 encoder speed (default veryfast; medium: smaller files, slower)",
     )
-    p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    p.add_argument(
+        "--keep-partial-input",
+        action="store_true",
+        help="derain the frames of a truncated or damaged input video that decode (default: refuse it)",
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output (only estinet's own files)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_derain)
 
@@ -254,14 +278,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train a model (two-stage schedule; torchrun for several processes)")
     p.add_argument("--config", help="YAML config, e.g. configs/tiny-synthetic.yaml")
-    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted overrides, e.g. train.batch_size=4")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted overrides, e.g. data.batch_size=4")
     p.add_argument("--resume", help="continue exactly from this checkpoint (last.pt)")
     p.add_argument("--out", help="output folder (default from the config)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("eval", help="PSNR/SSIM (Y and RGB) of a model or a baseline on a dataset")
     p.add_argument("--dataset", required=True, help="KIND:PATH, e.g. ntu:/data/NTURain, folders:DIR, synthetic:light")
-    p.add_argument("--weights", help="shipped name, .safetensors, training checkpoint, or COARSE,FINE (authors')")
+    p.add_argument(
+        "--weights", help="shipped name (default tiny), .safetensors, training checkpoint, or COARSE,FINE (authors')"
+    )
     p.add_argument("--variant", choices=VARIANTS, help="variant override for the model")
     p.add_argument("--method", choices=("model", "input", "median"), default="model", help="what to score")
     p.add_argument("--json", help="write the JSON report here")
@@ -269,30 +295,72 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--save-frames", help="save every output frame under this folder")
     p.add_argument("--skip-ends", type=int, default=0, help="drop K frames at each sequence end (2 = S2VD protocol)")
     p.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
-    p.add_argument("--split", default="test", help="dataset split (default test)")
+    p.add_argument("--split", help="dataset split (default test; train for a folder estinet synth wrote)")
     p.add_argument("--overwrite", action="store_true", help="replace existing report files or frame folders")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--clips", type=int, default=12, help="synthetic: held-out clips to render (default 12)")
     p.add_argument("--clip-frames", type=int, default=9, help="synthetic: frames per clip (default 9)")
     p.add_argument("--crop", type=int, default=224, help="synthetic: clip size in pixels (default 224)")
-    p.add_argument("--seed", type=int, default=0, help="synthetic: seed (default 0)")
+    p.add_argument("--seed", type=int, default=2021, help="synthetic: seed (default 2021, the README's benchmark)")
     p.set_defaults(func=cmd_eval)
     return parser
+
+
+def _show_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: TextIO | None = None,
+    line: str | None = None,
+) -> None:
+    """``warnings.showwarning`` for the command line: one ``estinet: warning: ...`` line, no source location."""
+    text = " ".join(str(message).split())
+    if not (category.__module__ or "").startswith("estinet") and category is not UserWarning:
+        text = f"{text} ({category.__name__})"
+    print(f"estinet: warning: {text}", file=file if file is not None else sys.stderr)
+
+
+@contextmanager
+def one_line_warnings() -> Iterator[None]:
+    """Print every warning raised inside as one ``estinet: warning: ...`` line (restored afterwards)."""
+    with warnings.catch_warnings():
+        warnings.showwarning = _show_warning
+        yield
+
+
+def error_message(exc: BaseException) -> str | None:
+    """The one-line error for an exception a user can cause or meet, or None for a bug (which keeps its traceback)."""
+    from estinet.runtime import describe_os_error
+
+    if isinstance(exc, EstinetError):
+        return str(exc)
+    if isinstance(exc, OSError):
+        described = describe_os_error(exc)
+        if described is not None:
+            return described
+        if isinstance(exc, FileNotFoundError | NotADirectoryError | FileExistsError | PermissionError):
+            return str(exc)
+    return None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``estinet`` console script."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    try:
-        return int(args.func(args))
-    except KeyboardInterrupt:
-        print("estinet: interrupted", file=sys.stderr)
-        return 130
-    except (EstinetError, FileNotFoundError, NotADirectoryError, FileExistsError, PermissionError) as exc:
-        # refused inputs and missing or protected files; anything else is a bug and keeps its traceback
-        print(f"estinet: error: {exc}", file=sys.stderr)
-        return 2
+    with one_line_warnings():
+        try:
+            return int(args.func(args))
+        except KeyboardInterrupt:
+            print("estinet: interrupted", file=sys.stderr)
+            return 130
+        except Exception as exc:
+            # refused inputs and missing, protected or full media; anything else is a bug and keeps its traceback
+            message = error_message(exc)
+            if message is None:
+                raise
+            print(f"estinet: error: {' '.join(message.split())}", file=sys.stderr)
+            return 2
 
 
 if __name__ == "__main__":
