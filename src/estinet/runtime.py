@@ -199,9 +199,15 @@ def describe_os_error(error: OSError) -> str | None:
     fix = _OS_ERROR_FIXES.get(error.errno) if isinstance(error.errno, int) else None
     if fix is None:
         return None
-    name = error.filename if error.filename is not None else error.filename2
-    where = f" {os.fsdecode(name)}" if name is not None else ""
-    return f"cannot use{where}: {fix}"
+    name = error.filename2 if error.filename2 is not None else error.filename  # a rename's target is the output
+    where = ""
+    if name is not None:
+        path = Path(os.fsdecode(name))
+        match = _PARTIAL_RE.fullmatch(path.name)
+        if match is not None:  # name the output, not estinet's hidden temporary sibling
+            path = path.with_name(match["name"] + match["suffix"])
+        where = f" {path}"
+    return f"cannot write or read{where}: {fix}"
 
 
 def _fsync_folder(folder: Path) -> None:
