@@ -370,3 +370,64 @@ def test_item8_readme_python_snippet_runs(tmp_path: Path, monkeypatch: pytest.Mo
     namespace: dict[str, Any] = {"frames": list(_clip(2))}  # the one name the snippet leaves to the reader
     exec(compile(snippet, "README.md", "exec"), namespace)  # the README's own code
     assert (tmp_path / "clean.mp4").is_file() and namespace["refined"].shape[-2:] == (48, 64)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# 7. CPU threads under load
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("preset", "expected"), [(None, "PASSIVE"), ("ACTIVE", "ACTIVE")])
+def test_item7_openmp_threads_wait_passively_unless_the_user_says(preset: str | None, expected: str) -> None:
+    """Spinning OpenMP threads lost 90% of the speed beside one busy process (docs/results/cpu-load.md, measured by
+    benchmarks/bench_cpu_load.py); the CLI sets the wait policy before torch loads and respects the user's value."""
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    if preset is not None:
+        env["OMP_WAIT_POLICY"] = preset
+    code = (
+        "import os, sys; from estinet.cli import cpu_defaults; assert 'torch' not in sys.modules; cpu_defaults(); "
+        "print(os.environ['OMP_WAIT_POLICY'])"
+    )
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == expected
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# README commands (items 3 and 5): every one parses; the ones that take seconds run
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def _readme_commands() -> list[list[str]]:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    commands = []
+    for block in re.findall(r"```bash\n(.*?)```", readme, re.S):
+        for line in block.splitlines():
+            words = shlex.split(line, comments=True)
+            if words and words[0] == "estinet":
+                commands.append(words[1:])
+    return commands
+
+
+def test_readme_commands_parse_and_the_fast_ones_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    commands = _readme_commands()
+    assert len(commands) >= 10
+    parser = build_parser()
+    for words in commands:
+        parser.parse_args(words)  # a renamed or removed option fails here (SystemExit)
+    monkeypatch.chdir(tmp_path)
+    _video(tmp_path / "rainy.mp4", 3)
+    (tmp_path / "frames").mkdir()
+    for t, frame in enumerate(_clip(3)):
+        Image.fromarray(frame).save(tmp_path / "frames" / f"{t:04d}.png")
+    fast = [words for words in commands if words[0] == "derain" and words[1] in ("rainy.mp4", "frames/")]
+    assert len(fast) == 2
+    for words in fast:
+        assert main([*words, "--quiet"]) == 0, words
+    assert len(read_all(tmp_path / "clean.mp4")) == 3 and len(read_all(tmp_path / "out")) == 3
+    assert (tmp_path / "out_compare.mp4").is_file()
+    capsys.readouterr()

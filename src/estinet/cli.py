@@ -344,8 +344,23 @@ def error_message(exc: BaseException) -> str | None:
     return None
 
 
+def cpu_defaults() -> None:
+    """Make torch's OpenMP threads sleep, not spin, while they wait (``OMP_WAIT_POLICY=PASSIVE``).
+
+    libgomp's default lets waiting threads spin for a while; on a machine where another process keeps a core busy
+    (a laptop is never idle) the threads then spin against it, and one busy process cost 90% of the speed (measured in
+    ``benchmarks/bench_cpu_load.py``, docs/results/cpu-load.md). The variable is read when torch loads, so this runs
+    before the first torch import and only then, and never overrides a value the user set.
+    """
+    import os
+
+    if "torch" not in sys.modules:
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``estinet`` console script."""
+    cpu_defaults()
     parser = build_parser()
     args = parser.parse_args(argv)
     with one_line_warnings():
