@@ -332,7 +332,7 @@ def test_save_frames_writes_one_png_per_frame(pairs: tuple[Path, Any, Any], tmp_
     out = tmp_path / "saved"
     evaluate(input_predictor, PairedFolders(root, num_frames=1), skip_ends=1, save_frames=out, progress=False)
     for name, n in LENGTHS.items():
-        files = sorted(p.name for p in (out / name).iterdir())
+        files = sorted(p.name for p in (out / name).iterdir() if not p.name.startswith("."))
         assert files == [f"{t + 1:08d}.png" for t in range(n)]  # every frame, also the unscored ends
         for t in range(n):
             np.testing.assert_array_equal(np.asarray(Image.open(out / name / f"{t + 1:08d}.png")), rainy[name][t])

@@ -186,6 +186,42 @@ def load_model(spec: str | Path, device: str | torch.device = "cpu") -> tuple[nn
     return model.to(device).eval(), config
 
 
+def pickle_refusal(path: str | Path) -> str:
+    """The message for a file that holds pickled Python objects (code), which estinet never unpickles."""
+    return (
+        f"{path} cannot be read: it holds pickled Python objects (for example a whole model saved with "
+        "torch.save(model)), not just "
+        "tensors; estinet never unpickles code, because loading a pickle runs whatever it contains. If you trust the "
+        "file, convert it where it was made: torch.save(model.state_dict(), 'weights.pt') saves the tensors alone "
+        "(or estinet.checkpoint.save_weights writes .safetensors), and pass that file instead"
+    )
+
+
+def is_code_pickle(error: BaseException) -> bool:
+    """Whether ``torch.load(weights_only=True)`` failed because the file pickles objects other than tensors."""
+    import pickle
+
+    return isinstance(error, pickle.UnpicklingError) and "unsupported global" in str(error).lower()
+
+
+def load_failure(path: str | Path, error: BaseException, hint: str) -> str:
+    """The message for a file ``torch.load(weights_only=True)`` refused, in estinet's words, never torch's advice.
+
+    torch's own text suggests retrying with ``weights_only=False``, which would run the code a pickle holds.
+
+    Args:
+        path: the file.
+        error: what ``torch.load`` raised.
+        hint: what the user should pass instead, appended to the message.
+    """
+    if is_code_pickle(error):
+        return pickle_refusal(path)
+    return (
+        f"{path} cannot be read as a checkpoint; it is truncated, corrupt or not a torch file "
+        f"({type(error).__name__}); {hint}"
+    )
+
+
 def read_torch_file(path: str | Path, error: type[EstinetError], hint: str) -> Any:
     """``torch.load(path, weights_only=True)`` on the CPU: plain containers and tensors, never arbitrary objects.
 
@@ -203,11 +239,7 @@ def read_torch_file(path: str | Path, error: type[EstinetError], hint: str) -> A
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # truncated zip, garbage bytes, pickled foreign objects: torch raises many types
-        first = str(exc).splitlines()[0] if str(exc) else ""
-        raise error(
-            f"{path} cannot be read as a checkpoint; it is truncated, corrupt or not a torch file "
-            f"({type(exc).__name__}: {first}); {hint}"
-        ) from exc
+        raise error(load_failure(path, exc, hint)) from None
 
 
 def _torch_load(path: Path) -> Any:

@@ -1,15 +1,20 @@
 """The ``estinet`` command line: thin subcommands over the library.
 
-Library code raises specific exceptions (all :class:`~estinet.errors.EstinetError`); only this module turns them
-into a one-line error and exit code 2. Any other exception is a bug and keeps its traceback.
+Library code raises specific exceptions (all :class:`~estinet.errors.EstinetError`); only this module turns them,
+and the operating-system errors a user can cause or meet (permissions, read-only media, a full disk:
+:func:`estinet.runtime.describe_os_error`), into a one-line error and exit code 2. Any other exception is a bug and
+keeps its traceback. Warnings print as one ``estinet: warning: ...`` line each.
 """
 
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
-from collections.abc import Sequence
-from typing import Any
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, TextIO
 
 from estinet import __version__
 from estinet.errors import EstinetError
@@ -56,14 +61,14 @@ def cmd_synth(args: argparse.Namespace) -> int:
         versions=args.versions,
         progress=not args.quiet,
     )
-    print(f"wrote {out} (read it with --dataset ntu:{out})")
+    print(f"wrote {out}; score a model on it with: estinet eval --dataset {shlex.quote(f'ntu:{out}')}")
     return 0
 
 
 DERAINER_OPTIONS = ("device", "tile", "tile_margin", "half", "batch", "threads", "motion", "official_windows")
 """``derain`` options that are :class:`~estinet.inference.Derainer` arguments of the same name."""
 
-VIDEO_OPTIONS = ("compare", "overwrite", "lossless", "crf", "x264_preset")
+VIDEO_OPTIONS = ("compare", "overwrite", "lossless", "crf", "x264_preset", "keep_partial_input")
 """``derain`` options that are :meth:`~estinet.inference.Derainer.derain_video` arguments of the same name."""
 
 
@@ -162,7 +167,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
     """Score a method on a dataset under the metric protocol (SPEC §3)."""
     from estinet.evaluate import evaluate_dataset
 
-    print(evaluate_dataset(**_pick(args, EVAL_OPTIONS)).to_markdown(), end="")
+    options = _pick(args, EVAL_OPTIONS)
+    if options["weights"] is None and options["method"] == "model" and options["variant"] is None:
+        from estinet.checkpoint import default_weights
+
+        options["weights"] = default_weights()
+    print(evaluate_dataset(**options).to_markdown(), end="")
     return 0
 
 
@@ -208,7 +218,12 @@ def _add_derain(sub: Subcommands) -> None:
         default="veryfast",
         help="H.264 encoder speed (default veryfast; medium: smaller files, slower)",
     )
-    p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    p.add_argument(
+        "--keep-partial-input",
+        action="store_true",
+        help="derain the frames of a truncated or damaged input video that decode (default: refuse it)",
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output (only estinet's own files)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_derain)
 
@@ -279,7 +294,7 @@ def _add_train(sub: Subcommands) -> None:
     """The ``train`` command's arguments."""
     p = sub.add_parser("train", help="train a model (two-stage schedule; torchrun for several processes)")
     p.add_argument("--config", help="YAML config, e.g. configs/tiny-synthetic.yaml")
-    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted overrides, e.g. train.batch_size=4")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted overrides, e.g. data.batch_size=4")
     p.add_argument("--resume", help="continue exactly from this checkpoint (last.pt)")
     p.add_argument("--out", help="output folder (default from the config)")
     p.set_defaults(func=cmd_train)
@@ -291,7 +306,9 @@ def _add_eval(sub: Subcommands) -> None:
 
     p = sub.add_parser("eval", help="PSNR/SSIM (Y and RGB) of a model or a baseline on a dataset")
     p.add_argument("--dataset", required=True, help="KIND:PATH, e.g. ntu:/data/NTURain, folders:DIR, synthetic:light")
-    p.add_argument("--weights", help="shipped name, .safetensors, training checkpoint, or COARSE,FINE (authors')")
+    p.add_argument(
+        "--weights", help="shipped name (default tiny), .safetensors, training checkpoint, or COARSE,FINE (authors')"
+    )
     p.add_argument("--variant", choices=VARIANTS, help="variant override for the model")
     p.add_argument("--method", choices=("model", "input", "median"), default="model", help="what to score")
     p.add_argument("--json", dest="json_out", metavar="JSON", help="write the JSON report here")
@@ -299,13 +316,13 @@ def _add_eval(sub: Subcommands) -> None:
     p.add_argument("--save-frames", help="save every output frame under this folder")
     p.add_argument("--skip-ends", type=int, default=0, help="drop K frames at each sequence end (2 = S2VD protocol)")
     p.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
-    p.add_argument("--split", default="test", help="dataset split (default test)")
+    p.add_argument("--split", help="dataset split (default test; train for a folder estinet synth wrote)")
     p.add_argument("--overwrite", action="store_true", help="replace existing report files or frame folders")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     p.add_argument("--clips", type=int, default=12, help="synthetic: held-out clips to render (default 12)")
     p.add_argument("--clip-frames", type=int, default=9, help="synthetic: frames per clip (default 9)")
     p.add_argument("--crop", type=int, default=224, help="synthetic: clip size in pixels (default 224)")
-    p.add_argument("--seed", type=int, default=0, help="synthetic: seed (default 0)")
+    p.add_argument("--seed", type=int, default=2021, help="synthetic: seed (default 2021, the README's benchmark)")
     p.set_defaults(func=cmd_eval)
 
 
@@ -324,19 +341,76 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _show_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: TextIO | None = None,
+    line: str | None = None,
+) -> None:
+    """``warnings.showwarning`` for the command line: one ``estinet: warning: ...`` line, no source location."""
+    text = " ".join(str(message).split())
+    if not (category.__module__ or "").startswith("estinet") and category is not UserWarning:
+        text = f"{text} ({category.__name__})"
+    print(f"estinet: warning: {text}", file=file if file is not None else sys.stderr)
+
+
+@contextmanager
+def one_line_warnings() -> Iterator[None]:
+    """Print every warning raised inside as one ``estinet: warning: ...`` line (restored afterwards)."""
+    with warnings.catch_warnings():
+        warnings.showwarning = _show_warning
+        yield
+
+
+def error_message(exc: BaseException) -> str | None:
+    """The one-line error for an exception a user can cause or meet, or None for a bug (which keeps its traceback)."""
+    from estinet.runtime import describe_os_error
+
+    if isinstance(exc, EstinetError):
+        return str(exc)
+    if isinstance(exc, OSError):
+        described = describe_os_error(exc)
+        if described is not None:
+            return described
+        if isinstance(exc, FileNotFoundError | NotADirectoryError | FileExistsError | PermissionError):
+            return str(exc)
+    return None
+
+
+def cpu_defaults() -> None:
+    """Make torch's OpenMP threads sleep, not spin, while they wait (``OMP_WAIT_POLICY=PASSIVE``).
+
+    libgomp's default lets waiting threads spin for a while; on a machine where another process keeps a core busy
+    (a laptop is never idle) the threads then spin against it, and one busy process cost 90% of the speed (measured in
+    ``benchmarks/bench_cpu_load.py``, docs/results/cpu-load.md). The variable is read when torch loads, so this runs
+    before the first torch import and only then, and never overrides a value the user set.
+    """
+    import os
+
+    if "torch" not in sys.modules:
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``estinet`` console script."""
+    cpu_defaults()
     parser = build_parser()
     args = parser.parse_args(argv)
-    try:
-        return int(args.func(args))
-    except KeyboardInterrupt:
-        print("estinet: interrupted", file=sys.stderr)
-        return 130
-    except (EstinetError, FileNotFoundError, NotADirectoryError, FileExistsError, PermissionError) as exc:
-        # refused inputs and missing or protected files; anything else is a bug and keeps its traceback
-        print(f"estinet: error: {exc}", file=sys.stderr)
-        return 2
+    with one_line_warnings():
+        try:
+            return int(args.func(args))
+        except KeyboardInterrupt:
+            print("estinet: interrupted", file=sys.stderr)
+            return 130
+        except Exception as exc:
+            # refused inputs and missing, protected or full media; anything else is a bug and keeps its traceback
+            message = error_message(exc)
+            if message is None:
+                raise
+            print(f"estinet: error: {' '.join(message.split())}", file=sys.stderr)
+            return 2
 
 
 if __name__ == "__main__":

@@ -264,7 +264,12 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     parts = [p for p in key.strip().split(".") if p]
     if not parts:
         raise ConfigError(f"override {text!r} has an empty key")
-    return parts, yaml.safe_load(raw) if raw.strip() else ""
+    if not raw.strip():
+        return parts, ""
+    try:
+        return parts, yaml.safe_load(raw)
+    except yaml.YAMLError:
+        raise ConfigError(f"override {text!r}: the value is not valid YAML; quote it, e.g. key='value'") from None
 
 
 def apply_overrides(config: Any, overrides: list[str]) -> Any:
@@ -297,13 +302,23 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
 
     Raises:
         FileNotFoundError: the file does not exist.
-        ConfigError: it is not a YAML mapping.
+        ConfigError: it is not valid YAML, not UTF-8, or not a YAML mapping.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"config file {path} does not exist; see configs/ for examples")
-    with path.open("r", encoding="utf-8") as fh:
-        data = yaml.safe_load(fh)
+    try:
+        with path.open("r", encoding="utf-8") as fh:
+            data = yaml.safe_load(fh)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(
+            f"config file {path} is not valid YAML{where} ({problem}); fix it or start from a file in configs/"
+        ) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file {path} is not UTF-8 text ({exc.reason}); save it as UTF-8 YAML") from None
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path} must hold a YAML mapping at the top level")
     return data

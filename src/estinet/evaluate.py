@@ -877,6 +877,19 @@ def _metric_device(device: str) -> str | None:
     return device if str(device).startswith("cuda") else None
 
 
+def _default_split(dataset: str) -> str:
+    """``test``, or ``train`` for an ``ntu:`` folder that has only the training split (``estinet synth`` output)."""
+    from estinet.data.datasets import _NTU_SPLITS
+
+    spec = parse_dataset_spec(dataset)
+    root = Path(spec.arg)
+    if spec.kind == "ntu" and not (root / _NTU_SPLITS["test"]).is_dir() and (root / _NTU_SPLITS["train"]).is_dir():
+        note = f"estinet: note: {root} has only the training split (as estinet synth writes); scoring that split"
+        print(note, file=sys.stderr)
+        return "train"
+    return "test"
+
+
 def evaluate_dataset(
     dataset: str,
     weights: str | Path | None = None,
@@ -888,7 +901,7 @@ def evaluate_dataset(
     skip_ends: int = 0,
     device: str = "auto",
     *,
-    split: str = "test",
+    split: str | None = None,
     overwrite: bool = False,
     progress: bool = True,
     synthetic_sources: Sequence[str | Path] | None = None,
@@ -909,7 +922,8 @@ def evaluate_dataset(
         save_frames: Save every output frame under this folder (``<sequence>/00000001.png``, ...).
         skip_ends: Frames dropped at each end of every sequence (2 = S2VD protocol).
         device: Device of the model (``auto`` picks CUDA when available); metrics run on CUDA too when it is used.
-        split: Dataset split for kinds that have splits.
+        split: Dataset split for kinds that have splits. None: ``test``, except for an NTURain-layout folder that
+            holds only the training split (what ``estinet synth`` writes), which is then scored (with a note).
         overwrite: Replace existing frame folders under ``save_frames``.
         progress: Show a progress bar on stderr.
         synthetic_sources: Clean sources for ``synthetic:`` (default: the held-out package sources).
@@ -932,6 +946,8 @@ def evaluate_dataset(
     for path in (json_out, csv_out):
         if path is not None and Path(path).is_dir():
             raise EvalError(f"report path {path} is a folder; give a file name such as {Path(path) / 'report.json'}")
+    if split is None:
+        split = _default_split(dataset)
     data = open_eval_dataset(
         dataset,
         split=split,

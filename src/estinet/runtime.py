@@ -7,7 +7,9 @@ the light modules (:mod:`estinet.config`) can use the file and spec rules withou
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
@@ -23,8 +25,10 @@ __all__ = [
     "atomic_path",
     "autocast",
     "commit_file",
+    "describe_os_error",
     "frames_to_uint8",
     "parse_dataset_spec",
+    "remove_stale_partials",
     "resolve_device",
     "temp_sibling",
     "write_text_atomic",
@@ -112,6 +116,100 @@ def temp_sibling(path: Path) -> Path:
     return path.with_name(f".{path.stem}.partial-{os.getpid()}{path.suffix}")
 
 
+_PARTIAL_RE = re.compile(r"\.(?P<name>.+)\.(?:partial|replaced)-(?P<pid>\d+)(?P<suffix>.*)")
+
+
+def _process_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # EPERM: it exists, owned by someone else
+        return True
+    return True
+
+
+def remove_stale_partials(path: str | Path) -> list[Path]:
+    """Remove the hidden partial outputs for ``path`` that processes which no longer run left behind.
+
+    A process killed with SIGKILL (or a power cut) cannot clean up its ``.NAME.partial-<pid>`` file or folder
+    (:func:`temp_sibling`, frame folders) nor a ``.NAME.replaced-<pid>`` folder; the next writer of the same output
+    removes them. Entries of live processes (another estinet writing the same output right now) are kept, and so is
+    everything that does not follow estinet's naming.
+
+    Args:
+        path: the final output path whose partial siblings are looked for.
+
+    Returns:
+        The paths removed.
+    """
+    import shutil
+
+    path = Path(path)
+    removed: list[Path] = []
+    try:
+        entries = list(path.parent.iterdir())
+    except OSError:
+        return removed
+    for entry in entries:
+        match = _PARTIAL_RE.fullmatch(entry.name)
+        if match is None or _process_alive(int(match["pid"])):
+            continue
+        name, suffix = match["name"], match["suffix"]
+        if not (name + suffix == path.name or (name == path.stem and suffix == path.suffix)):
+            continue
+        try:
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+            removed.append(entry)
+        except OSError:
+            pass  # not ours to fix; the run goes on
+    return removed
+
+
+_OS_ERROR_FIXES = {
+    errno.EACCES: "permission denied; pick a location you can write to (or read), or fix its permissions",
+    errno.EPERM: "operation not permitted; pick a location you can write to, or fix its permissions",
+    errno.EROFS: "the file system is read-only; write to a folder on a writable disk",
+    errno.ENOSPC: "no space left on the device; free some space or write to another disk (nothing was kept)",
+    errno.EDQUOT: "disk quota exceeded; free some space or write to another disk (nothing was kept)",
+    errno.EFBIG: "the file is too large for this file system; write to another disk",
+    errno.ENOENT: "no such file or folder; check the path",
+    errno.ENOTDIR: "a part of the path is a file, not a folder; check the path",
+    errno.EISDIR: "it is a folder; give a file name",
+    errno.EEXIST: "it already exists; pass --overwrite or pick another path",
+    errno.ENAMETOOLONG: "the name is too long; pick a shorter path",
+    errno.EIO: "an input/output error from the disk; check the device, then retry",
+    errno.EMFILE: "too many open files; raise the limit (ulimit -n) or close other programs",
+    errno.ENOTEMPTY: "the folder is not empty; pick another path",
+}
+"""Errors a user can cause or meet (permissions, read-only media, full disks, bad paths), each with its fix."""
+
+
+def describe_os_error(error: OSError) -> str | None:
+    """One line for an :class:`OSError` a user can cause or fix (:data:`_OS_ERROR_FIXES`), or None for others.
+
+    The line names the file (``error.filename``, when the OS reported one) and the fix, e.g.
+    ``cannot write /media/ro/out.mp4: the file system is read-only; write to a folder on a writable disk``.
+    """
+    fix = _OS_ERROR_FIXES.get(error.errno) if isinstance(error.errno, int) else None
+    if fix is None:
+        return None
+    name = error.filename2 if error.filename2 is not None else error.filename  # a rename's target is the output
+    where = ""
+    if name is not None:
+        path = Path(os.fsdecode(name))
+        match = _PARTIAL_RE.fullmatch(path.name)
+        if match is not None:  # name the output, not estinet's hidden temporary sibling
+            path = path.with_name(match["name"] + match["suffix"])
+        where = f" {path}"
+    return f"cannot write or read{where}: {fix}"
+
+
 def _fsync_folder(folder: Path) -> None:
     try:
         fd = os.open(folder, os.O_RDONLY)
@@ -157,6 +255,7 @@ def atomic_path(path: str | Path, tmp: Path | None = None) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_partials(path)
     tmp = tmp or temp_sibling(path)
     try:
         yield tmp

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import os
 import warnings
 from collections.abc import Iterator
 from fractions import Fraction
@@ -265,7 +266,9 @@ def test_frame_folder_round_trip_is_exact(tmp_path: Path) -> None:
         for frame in clip:
             sink.write(frame)
         assert not out.exists()  # only the hidden temporary folder exists while writing
-    assert sorted(p.name for p in out.iterdir()) == [f"{i:08d}.png" for i in range(1, 5)]
+    assert sorted(p.name for p in out.iterdir()) == [video_io.FRAME_FOLDER_MARKER] + [
+        f"{i:08d}.png" for i in range(1, 5)
+    ]
     with open_frames(out, fps=12.5) as source:
         assert (source.kind, source.num_frames, source.fps, source.has_audio) == ("folder", 4, 12.5, False)
         np.testing.assert_array_equal(np.stack(list(source)), clip)
@@ -463,14 +466,13 @@ def test_existing_output_is_refused_and_untouched(tmp_path: Path, name: str) -> 
     if out.suffix:
         out.write_bytes(b"keep me")
     else:
-        out.mkdir()
-        Image.new("RGB", (2, 2)).save(out / "00000001.png")
+        write_video(out, _frames(3), 25)  # an earlier estinet output
     with pytest.raises(VideoIOError, match=r"already exists.*--overwrite"):
         open_writer(out, 25, W, H)
     if out.suffix:
         assert out.read_bytes() == b"keep me"
     else:
-        assert [p.name for p in out.iterdir()] == ["00000001.png"]
+        assert read_all(out).shape == (3, H, W, 3)
     write_video(out, _frames(2), 25, overwrite=True)
     assert read_all(out).shape == (2, H, W, 3)
     assert sorted(p.name for p in tmp_path.iterdir()) == [name]
@@ -483,6 +485,63 @@ def test_overwrite_refuses_folder_with_other_content(tmp_path: Path) -> None:
     with pytest.raises(VideoIOError, match=r"refusing to overwrite .*thesis\.tex"):
         open_writer(out, 25, W, H, overwrite=True)
     assert (out / "thesis.tex").read_text() == "do not delete"
+
+
+def test_overwrite_never_deletes_images_estinet_did_not_write(tmp_path: Path) -> None:
+    """Issue 14 item 6: a folder of the user's own images is not an estinet output; --overwrite refuses it, and an
+    estinet output folder into which the user copied another image is refused too."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.new("RGB", (2, 2)).save(photos / "holiday.png")
+    with pytest.raises(VideoIOError, match=r"refusing to overwrite .*not a frame folder estinet wrote.*holiday\.png"):
+        write_video(photos, _frames(2), 25, overwrite=True)
+    assert [p.name for p in photos.iterdir()] == ["holiday.png"]
+    out = tmp_path / "out"
+    write_video(out, _frames(2), 25)
+    Image.new("RGB", (2, 2)).save(out / "mine.png")
+    with pytest.raises(VideoIOError, match=r"estinet did not write \(mine\.png\)"):
+        write_video(out, _frames(2), 25, overwrite=True)
+    (out / "mine.png").unlink()
+    write_video(out, _frames(1), 25, overwrite=True)  # only estinet's own frames: replaced
+    assert read_all(out).shape == (1, H, W, 3)
+
+
+def test_frame_folder_keeps_given_names_and_odd_video_sizes_warn(tmp_path: Path) -> None:
+    """Issue 14 item 6: frame folders keep the names they are given; an odd size padded for yuv420p says how."""
+    out = tmp_path / "named"
+    with open_writer(out, 25, W, H, names=["a.png", "b.png"]) as sink:
+        for frame in _frames(3):
+            sink.write(frame)
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == ["00000003.png", "a.png", "b.png"]
+    assert video_io.frame_names([Path("x/f1.jpg"), Path("x/f2.jpg")]) == ["f1.png", "f2.png"]
+    assert video_io.frame_names([Path("x/f.jpg"), Path("x/f.png")]) == ["f.jpg.png", "f.png"]
+    with pytest.warns(video_io.OddSizeWarning, match=r"53x37 frames are stored as 54x38.*--lossless"):
+        write_video(tmp_path / "odd.mp4", _frames(2, height=37, width=53), 25)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        write_video(tmp_path / "odd.mkv", _frames(2, height=37, width=53), 25, kind="lossless")
+
+
+def test_stale_partials_of_dead_processes_are_removed(tmp_path: Path) -> None:
+    """Issue 14 item 6: partial outputs a SIGKILLed run left behind are removed by the next run; a live one's stay."""
+    import subprocess
+    import sys
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    pid = int(dead.stdout)
+    stale = [tmp_path / f".out.partial-{pid}.mp4", tmp_path / f".frames.partial-{pid}", tmp_path / f".w.partial-{pid}"]
+    stale[0].write_bytes(b"half a video")
+    stale[1].mkdir()
+    (stale[1] / "00000001.png").write_bytes(b"x")
+    stale[2].write_bytes(b"other output")
+    live = tmp_path / f".out.partial-{os.getppid()}.mp4"  # a running process (pytest's parent)
+    live.write_bytes(b"still being written")
+    unrelated = tmp_path / ".out.partial-notapid.mp4"
+    unrelated.write_bytes(b"not ours")
+    write_video(tmp_path / "out.mp4", _frames(2), 25)
+    write_video(tmp_path / "frames", _frames(2), 25)
+    assert not stale[0].exists() and not stale[1].exists()
+    assert stale[2].exists() and live.exists() and unrelated.exists()  # other outputs, live processes, other names
 
 
 @pytest.mark.parametrize("name", ["out.mp4", "out.mkv", "out"])
@@ -614,3 +673,50 @@ def test_source_without_audio_adds_none(tmp_path: Path) -> None:
     assert _audio_info(write_video(tmp_path / "from_folder.mp4", _frames(2), 25, audio_from=folder)) is None
     with pytest.raises(VideoIOError, match="audio source"):
         open_writer(tmp_path / "x.mp4", 25, W, H, audio_from=tmp_path / "missing.mp4")
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# truncated and damaged videos (issue 14 item 1)
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def write_cut_video(path: Path, frames: int = 60, fraction: float = 0.5) -> Path:
+    """A video cut short like an interrupted download: faststart .mp4 (index first) or .mkv, first ``fraction``."""
+    clip = (np.random.default_rng(1).random((frames, 48, 64, 3)) * 255).astype(np.uint8)
+    full = path.with_name(f"full{path.suffix}")
+    options = {"movflags": "faststart"} if path.suffix == ".mp4" else {}
+    container = av.open(str(full), "w", options=options)
+    stream = container.add_stream("libx264", rate=25)
+    stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+    for index, array in enumerate(clip):
+        frame = av.VideoFrame.from_ndarray(array, format="rgb24")
+        frame.pts = index
+        for packet in stream.encode(frame):
+            container.mux(packet)
+    for packet in stream.encode(None):
+        container.mux(packet)
+    container.close()
+    data = full.read_bytes()
+    full.unlink()
+    path.write_bytes(data[: int(len(data) * fraction)])
+    return path
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".mkv"])
+def test_truncated_video_is_refused_with_counts_unless_kept(tmp_path: Path, suffix: str) -> None:
+    cut = write_cut_video(tmp_path / f"cut{suffix}")
+    with open_frames(cut) as source:
+        assert source.announced_frames == 60
+        with pytest.raises(VideoIOError, match=r"truncated or damaged: \d+ of the 60 frames .*--keep-partial-input"):
+            list(source)
+    with open_frames(cut, keep_partial=True) as source, pytest.warns(video_io.IncompleteVideoWarning, match="60"):
+        kept = list(source)
+    assert 10 < len(kept) < 60 and source.frames_decoded == len(kept)
+
+
+def test_complete_mkv_and_mp4_pass_the_frame_count_check(tmp_path: Path) -> None:
+    for suffix in (".mp4", ".mkv"):
+        path = write_cut_video(tmp_path / f"whole{suffix}", frames=12, fraction=1.0)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            assert len(read_all(path)) == 12

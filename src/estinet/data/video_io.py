@@ -58,10 +58,11 @@ from av.video.reformatter import ColorRange, Colorspace, Interpolation
 from PIL import Image, UnidentifiedImageError
 
 from estinet.errors import EstinetError
-from estinet.runtime import commit_file, frames_to_uint8, temp_sibling
+from estinet.runtime import commit_file, frames_to_uint8, remove_stale_partials, temp_sibling
 
 __all__ = [
     "DEFAULT_FPS",
+    "FRAME_FOLDER_MARKER",
     "IMAGE_SUFFIXES",
     "VIDEO_SUFFIXES",
     "WRITER_KINDS",
@@ -70,10 +71,13 @@ __all__ = [
     "FrameSink",
     "FrameSource",
     "ImageSequenceSource",
+    "IncompleteVideoWarning",
+    "OddSizeWarning",
     "VideoFileSource",
     "VideoIOError",
     "VideoWriter",
     "fps_to_fraction",
+    "frame_names",
     "image_to_rgb",
     "natural_sort_key",
     "open_frames",
@@ -115,6 +119,14 @@ class VideoIOError(EstinetError, ValueError):
 
 class FrameConversionWarning(UserWarning):
     """A frame was converted to 8-bit RGB with loss (alpha dropped, bit depth reduced, colour model approximated)."""
+
+
+class IncompleteVideoWarning(UserWarning):
+    """A truncated or damaged video was read as far as it decodes (``open_frames(..., keep_partial=True)``)."""
+
+
+class OddSizeWarning(UserWarning):
+    """An odd-sized frame is stored padded to even size (H.264 / MPEG-4 in yuv420p need even sizes)."""
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -450,6 +462,27 @@ def _size_tag(container: Any) -> tuple[int, int] | None:
     return None
 
 
+def _frames_from_duration(stream: Any, rate: Any) -> int | None:
+    """Frames implied by a video stream's own recorded duration (mkv's per-stream ``DURATION`` tag), or None.
+
+    The container's duration is not used: it covers the audio too, which may outlast the video.
+    """
+    if not rate:
+        return None
+    seconds = None
+    if stream.duration and stream.time_base:
+        seconds = float(stream.duration * stream.time_base)
+    else:
+        for key, value in stream.metadata.items():
+            if key.upper() == "DURATION":
+                match = re.fullmatch(r"(\d+):(\d+):(\d+(?:\.\d*)?)", str(value).strip())
+                if match:
+                    seconds = int(match[1]) * 3600 + int(match[2]) * 60 + float(match[3])
+    if not seconds or seconds <= 0:
+        return None
+    return round(seconds * float(rate))
+
+
 def _frame_to_rgb(frame: Any) -> np.ndarray:
     """Convert a decoded PyAV video frame to a uint8 (H, W, 3) RGB array (honours the frame's colour tags)."""
     return frame.to_ndarray(format="rgb24", interpolation=_DECODE_FLAGS)
@@ -464,17 +497,30 @@ class VideoFileSource(FrameSource):
     way players show them (flips in the display matrix are ignored; angles other than multiples of 90 degrees are
     ignored with a warning); ``width``/``height`` describe the rotated frames.
 
+    A video that ends before the frame count its container announces (a download or copy cut short, a damaged
+    file) raises :class:`VideoIOError` at the end of the iteration, naming how many frames decoded of how many were
+    announced, unless ``keep_partial`` is true: then the frames that decode are kept and an
+    :class:`IncompleteVideoWarning` says how many. The count comes from the stream header (mp4, mov, avi) or, where
+    the container has none (mkv, webm), from the video stream's recorded duration times its frame rate.
+
     Args:
         path: An FFmpeg-readable video file.
         fps: Report this frame rate instead of the container's (decoding is unaffected).
+        keep_partial: keep the frames of a truncated or damaged video (with a warning) instead of failing.
+
+    Attributes:
+        announced_frames: the frame count the container announces (exact or from its duration), or None.
+        frames_decoded: frames yielded by the latest complete iteration.
 
     Raises:
         VideoIOError: If the file cannot be opened, has no video stream or no decodable frame.
     """
 
-    def __init__(self, path: Path, *, fps: float | None = None) -> None:
+    def __init__(self, path: Path, *, fps: float | None = None, keep_partial: bool = False) -> None:
         self.path = path
         self.kind = "video"
+        self.keep_partial = bool(keep_partial)
+        self.frames_decoded = 0
         self._warned: set[str] = set()
         self._closed = False
         self._container = self._open_container()
@@ -488,6 +534,8 @@ class VideoFileSource(FrameSource):
         else:
             self.fps = DEFAULT_FPS
         self.num_frames = int(stream.frames) if stream.frames else None
+        self._exact_count = self.num_frames is not None
+        self.announced_frames = self.num_frames if self.num_frames is not None else _frames_from_duration(stream, rate)
         self.has_audio = len(self._container.streams.audio) > 0
         self._frames = self._decode(self._container)
         try:
@@ -542,9 +590,41 @@ class VideoFileSource(FrameSource):
                 yield frame
                 index += 1
         except av.FFmpegError as error:
+            if self.keep_partial and index > 0:
+                self._incomplete(index, f"decoding failed after {index} frames ({error})")
+                return
+            of = f" of the {self.announced_frames} it announces" if self.announced_frames else ""
             raise VideoIOError(
-                f"{self.path} is corrupt: decoding failed after {index} frames ({error}); re-encode or repair it"
+                f"{self.path} is corrupt: decoding failed after {index} frames{of} ({error}); re-encode or repair it, "
+                "or keep the frames that decode with --keep-partial-input (keep_partial=True)"
             ) from error
+
+    def _incomplete(self, decoded: int, what: str) -> None:
+        warnings.warn(
+            f"{self.path} is truncated or damaged: {what}; keeping the {decoded} frames that decode "
+            "(keep_partial / --keep-partial-input)",
+            IncompleteVideoWarning,
+            stacklevel=4,
+        )
+
+    def _check_complete(self, decoded: int) -> None:
+        """Refuse (or, with ``keep_partial``, warn about) a video that ended before its announced frame count."""
+        self.frames_decoded = decoded
+        expected = self.announced_frames
+        if expected is None:
+            return
+        # an exact count from the header must be met; one derived from a duration may be off by rounding
+        slack = 0 if self._exact_count else max(1, expected // 50)
+        if decoded >= expected - slack:
+            return
+        what = f"{decoded} of the {expected} frames its container announces decoded"
+        if self.keep_partial:
+            self._incomplete(decoded, what)
+            return
+        raise VideoIOError(
+            f"{self.path} is truncated or damaged: {what}; repair or re-download it, or keep the {decoded} frames "
+            "with --keep-partial-input (keep_partial=True)"
+        )
 
     def _to_rgb(self, frame: Any, index: int) -> np.ndarray:
         if (frame.width, frame.height) != self._coded_size:
@@ -577,8 +657,11 @@ class VideoFileSource(FrameSource):
         if first is None:
             return
         yield self._to_rgb(first, 0)
+        count = 1
         for index, frame in enumerate(self._frames, start=1):
             yield self._to_rgb(frame, index)
+            count += 1
+        self._check_complete(count)
 
     def close(self) -> None:
         if not self._closed:
@@ -587,7 +670,7 @@ class VideoFileSource(FrameSource):
             self._container.close()
 
 
-def open_frames(path: str | Path, *, fps: float | None = None) -> FrameSource:
+def open_frames(path: str | Path, *, fps: float | None = None, keep_partial: bool = False) -> FrameSource:
     """Open a video file, an image folder or a single image as a streaming :class:`FrameSource`.
 
     A folder yields its images (suffixes in :data:`IMAGE_SUFFIXES`, hidden files skipped) in natural order by name
@@ -598,6 +681,8 @@ def open_frames(path: str | Path, *, fps: float | None = None) -> FrameSource:
         path: Video file, image folder or image file.
         fps: Frame rate to report. For folders and images the default is :data:`DEFAULT_FPS`; for videos it
             replaces the container's rate (useful when that is wrong).
+        keep_partial: for a video that is truncated or damaged, keep the frames that decode (with an
+            :class:`IncompleteVideoWarning`) instead of raising :class:`VideoIOError` when the iteration ends.
 
     Returns:
         An open :class:`FrameSource`; close it (or use ``with``).
@@ -620,7 +705,7 @@ def open_frames(path: str | Path, *, fps: float | None = None) -> FrameSource:
         raise VideoIOError(f"{path} does not exist; pass an existing video file, image or folder of frames")
     if path.suffix.lower() in IMAGE_SUFFIXES:
         return ImageSequenceSource(path, [path], fps=DEFAULT_FPS if fps is None else fps, kind="image")
-    return VideoFileSource(path, fps=fps)
+    return VideoFileSource(path, fps=fps, keep_partial=keep_partial)
 
 
 def read_all(path: str | Path, *, fps: float | None = None) -> np.ndarray:
@@ -696,12 +781,33 @@ class FrameSink(ABC):
             self.abort()
 
 
-class FrameFolderWriter(FrameSink):
-    """Write frames as lossless PNG files ``00000001.png``, ``00000002.png``, ... in a folder.
+FRAME_FOLDER_MARKER = ".estinet-frames"
+"""File in every frame folder estinet writes, listing the frames it wrote (one name a line)."""
 
-    The frames go to a hidden sibling folder that is renamed to ``path`` on :meth:`close`. With ``overwrite=True``
-    an existing folder is replaced, but only if it holds nothing except image files (so a wrong path cannot wipe
-    unrelated data).
+
+def frame_names(files: list[Path]) -> list[str]:
+    """Output names that keep the input frames' names: ``stem.png`` (``name.png`` where two stems collide)."""
+    names = [f"{file.stem}.png" for file in files]
+    if len(set(names)) != len(names):
+        names = [file.name if file.suffix.lower() == ".png" else f"{file.name}.png" for file in files]
+    return names
+
+
+def _estinet_frames(folder: Path) -> set[str] | None:
+    """The frame names an estinet frame folder lists in its marker, or None when it has no marker."""
+    try:
+        return set((folder / FRAME_FOLDER_MARKER).read_text(encoding="utf-8").split("\n")) - {""}
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+class FrameFolderWriter(FrameSink):
+    """Write frames as lossless PNG files in a folder: the given ``names``, or ``00000001.png``, ``00000002.png``, ...
+
+    The frames go to a hidden sibling folder that is renamed to ``path`` on :meth:`close`; a hidden
+    :data:`FRAME_FOLDER_MARKER` file in it lists the frames written. With ``overwrite=True`` an existing folder is
+    replaced only if it is such an estinet output holding nothing but the frames its marker lists: ``--overwrite``
+    never deletes files estinet did not write (a folder of the user's own images is refused).
 
     Args:
         path: Output folder.
@@ -710,6 +816,8 @@ class FrameFolderWriter(FrameSink):
         height: Frame height in pixels.
         overwrite: Replace an existing output.
         compress_level: PNG zlib level 0-9 (lossless at every level; higher is smaller and slower).
+        names: file names of the frames in order (e.g. :func:`frame_names` of an input folder's files, so that
+            output frames keep the input's names); frames past the list are numbered ``00000001.png``, ...
 
     Raises:
         VideoIOError: If ``path`` exists and ``overwrite`` is false, or cannot be replaced safely.
@@ -724,28 +832,37 @@ class FrameFolderWriter(FrameSink):
         *,
         overwrite: bool = False,
         compress_level: int = 3,
+        names: list[str] | None = None,
     ) -> None:
         self.path = Path(path)
         self.fps = fps_to_fraction(fps)
         self.width, self.height = _check_size(width, height)
         self.frames_written = 0
         self._compress_level = int(compress_level)
-        if self.path.exists():
+        self._names = list(names or [])
+        if len(set(self._names)) != len(self._names) or any(
+            not n or "/" in n or n.startswith(".") or not n.lower().endswith(".png") for n in self._names
+        ):
+            raise VideoIOError(f"frame names for {self.path} must be distinct plain '*.png' file names")
+        self._written: list[str] = []
+        if self.path.exists() or self.path.is_symlink():
             if not overwrite:
                 raise VideoIOError(
                     f"{self.path} already exists; pass overwrite=True (CLI: --overwrite) or pick another path"
                 )
             if self.path.is_dir():
-                foreign = [
-                    p.name for p in self.path.iterdir() if not (p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-                ]
+                ours = _estinet_frames(self.path)
+                entries = [p.name for p in self.path.iterdir() if p.name != FRAME_FOLDER_MARKER]
+                foreign = sorted(name for name in entries if ours is None or name not in ours)
                 if foreign:
-                    listed = ", ".join(sorted(foreign)[:3]) + (", ..." if len(foreign) > 3 else "")
+                    listed = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
+                    why = "it is not a frame folder estinet wrote" if ours is None else "estinet did not write"
                     raise VideoIOError(
-                        f"refusing to overwrite {self.path}: it holds non-image entries ({listed}); "
-                        "delete it yourself or pick another path"
+                        f"refusing to overwrite {self.path}: it holds files {why} ({listed}); --overwrite only "
+                        "replaces estinet's own outputs, so delete them yourself or pick another path"
                     )
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_partials(self.path)
         self._tmp = self.path.with_name(f".{self.path.name}.partial-{os.getpid()}")
         if self._tmp.exists():
             shutil.rmtree(self._tmp)
@@ -756,10 +873,13 @@ class FrameFolderWriter(FrameSink):
         if self._done:
             raise VideoIOError(f"writer for {self.path} is closed; open a new one")
         frame = _check_frame(frame, self.width, self.height, str(self.path))
+        index = self.frames_written
+        name = self._names[index] if index < len(self._names) else f"{index + 1:08d}.png"
+        if index >= len(self._names) and name in self._names:
+            raise VideoIOError(f"frame {index + 1} of {self.path} would replace {name}; give a name for every frame")
+        Image.fromarray(frame, mode="RGB").save(self._tmp / name, compress_level=self._compress_level)
+        self._written.append(name)
         self.frames_written += 1
-        Image.fromarray(frame, mode="RGB").save(
-            self._tmp / f"{self.frames_written:08d}.png", compress_level=self._compress_level
-        )
 
     def close(self) -> None:
         if self._done:
@@ -769,6 +889,7 @@ class FrameFolderWriter(FrameSink):
             raise VideoIOError(f"no frames were written to {self.path}; nothing was saved")
         self._done = True
         try:
+            (self._tmp / FRAME_FOLDER_MARKER).write_text("".join(f"{n}\n" for n in self._written), encoding="utf-8")
             if self.path.is_dir():
                 old = self.path.with_name(f".{self.path.name}.replaced-{os.getpid()}")
                 os.replace(self.path, old)
@@ -778,7 +899,7 @@ class FrameFolderWriter(FrameSink):
                 if self.path.exists():
                     self.path.unlink()
                 os.replace(self._tmp, self.path)
-        except OSError:
+        except BaseException:
             shutil.rmtree(self._tmp, ignore_errors=True)
             raise
 
@@ -985,8 +1106,20 @@ class VideoWriter(FrameSink):
         if codec not in av.codecs_available:
             raise VideoIOError(f"this PyAV build has no {codec} encoder, needed for {self.path}; try kind='lossless'")
         self._pad = (self.height % 2 if needs_even else 0, self.width % 2 if needs_even else 0)
+        if any(self._pad):
+            padded = f"{self.width + self._pad[1]}x{self.height + self._pad[0]}"
+            edges = " and ".join(e for e, n in (("right column", self._pad[1]), ("bottom row", self._pad[0])) if n)
+            warnings.warn(
+                f"{self.path}: {codec} in yuv420p needs even sizes, so the {self.width}x{self.height} frames are "
+                f"stored as {padded} (the {edges} repeated); estinet reads them back at {self.width}x{self.height} "
+                "but other players show the extra line; write a lossless video (--lossless) or a frame folder to "
+                "store the size exactly",
+                OddSizeWarning,
+                stacklevel=3,
+            )
 
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_partials(self.path)
         self._tmp = temp_sibling(self.path)
         self._tmp.unlink(missing_ok=True)
         self._done = False
@@ -1088,6 +1221,7 @@ def open_writer(
     audio_from: str | Path | None = None,
     overwrite: bool = False,
     x264_preset: str = "veryfast",
+    names: list[str] | None = None,
 ) -> FrameSink:
     """Open an atomic frame writer chosen by ``kind`` or by the path's suffix.
 
@@ -1113,6 +1247,7 @@ def open_writer(
             frame-folder outputs; a source without audio, an image or a frame folder adds none).
         overwrite: Replace an existing output.
         x264_preset: x264 speed preset of H.264 and lossless-x264 outputs (:data:`X264_PRESETS`).
+        names: frame file names of a frame-folder output (see :class:`FrameFolderWriter`); ignored for videos.
 
     Returns:
         A :class:`FrameSink`; write uint8 (height, width, 3) frames, then close it (or use ``with``).
@@ -1130,7 +1265,7 @@ def open_writer(
                 UserWarning,
                 stacklevel=2,
             )
-        return FrameFolderWriter(path, fps, width, height, overwrite=overwrite)
+        return FrameFolderWriter(path, fps, width, height, overwrite=overwrite, names=names)
     if path.suffix == "":
         raise VideoIOError(f"cannot tell the container for {path}; add a suffix such as .mp4 or .mkv")
     return VideoWriter(

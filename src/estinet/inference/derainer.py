@@ -13,6 +13,7 @@ Streaming lives in :mod:`estinet.inference.stream`, tiles in :mod:`estinet.infer
 from __future__ import annotations
 
 import copy
+import warnings
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,7 @@ from estinet.models.estm import TemporalConv3d
 from estinet.models.motion import StreamingMotion, pair_displacements
 from estinet.models.official import OfficialESTINet
 
-__all__ = ["Derainer", "channels_last_taps", "prepare_model", "resolve_device"]
+__all__ = ["Derainer", "TileSizeWarning", "channels_last_taps", "prepare_model", "resolve_device", "tile_cost"]
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -95,6 +96,22 @@ def _load(weights: str | Path | nn.Module, config: ModelConfig | None) -> tuple[
     )
 
 
+MIN_TILE_ALIGNS = 2
+"""Tiles are at least this many alignment steps (32 pixels; 64 for ``official``): the automatic plan's smallest."""
+
+MAX_TILE_COST = 16.0
+"""Above this ratio of computed to output pixels (:func:`tile_cost`) a forced tile size warns."""
+
+
+class TileSizeWarning(UserWarning):
+    """A forced tile size was raised to the minimum, or is so small that margins dominate the work."""
+
+
+def tile_cost(tile: int, margin: int) -> float:
+    """Pixels computed per output pixel with square ``tile`` cores and ``margin`` pixels of overlap per side."""
+    return ((tile + 2 * margin) / tile) ** 2
+
+
 def _check_count(name: str, value: Any, *, minimum: int, unit: str = "") -> None:
     """Refuse ``value`` unless it is an int (not a bool) >= ``minimum``."""
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
@@ -112,8 +129,9 @@ class Derainer:
             the caller's module is left untouched).
         config: the config of a model object (defaults to ``model.config``; ``official`` needs none).
         device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
-        tile: tile core size in pixels (rounded up to a multiple of 16, or 32 for ``official``); 0 forces whole
-            frames; None chooses from the available memory.
+        tile: tile core size in pixels (rounded up to a multiple of 16, or 32 for ``official``, and raised to at
+            least twice that with a :class:`TileSizeWarning`; sizes whose margins make the work more than 16x
+            warn too); 0 forces whole frames; None chooses from the available memory.
         tile_margin: tile overlap per side in pixels (default :func:`default_tile_margin`: the receptive radius of
             the per-frame features).
         half: half precision: fp16 autocast on CUDA, bf16 autocast on CPU. None: on for CUDA, off for CPU.
@@ -183,10 +201,10 @@ class Derainer:
         self.official_windows = bool(official_windows)
         self.motion = False if self.is_official else bool(config.motion_compensation if motion is None else motion)
         self.motion = self.motion and self.window_size > 1
-        self.tile = self._check_tile(tile)
         margin = default_tile_margin(config) if tile_margin is None else tile_margin
         _check_count("tile_margin", margin, minimum=0, unit=" (pixels)")
         self.tile_margin = align_up(margin, self.align)
+        self.tile = self._check_tile(tile)
         if batch is not None:
             _check_count("batch", batch, minimum=1, unit=" (windows per forward)")
         self.batch = batch
@@ -210,13 +228,38 @@ class Derainer:
         }
         self.last_stats = StreamStats()
         """Statistics of the latest (or running) streaming call."""
+        self.last_compare: Path | None = None
+        """The side-by-side output of the latest :meth:`derain_video` call, if it wrote one."""
 
     def _check_tile(self, tile: int | None) -> int | None:
         if tile is None:
             return None
         if isinstance(tile, bool) or not isinstance(tile, int) or tile < 0:
             raise DerainError(f"tile must be None (automatic), 0 (whole frames) or a positive size, got {tile!r}")
-        return 0 if tile == 0 else align_up(tile, self.align)
+        if tile == 0:
+            return 0
+        size = align_up(tile, self.align)
+        smallest = MIN_TILE_ALIGNS * self.align
+        if size < smallest:
+            warnings.warn(
+                f"tile {tile} raised to {smallest} pixels: tiles are multiples of {self.align} and each recomputes a "
+                f"{self.tile_margin}-pixel margin on every side, so {size}-pixel tiles would compute "
+                f"{tile_cost(size, self.tile_margin):.0f}x the pixels of the frame; {smallest} is the smallest tile "
+                "the automatic plan uses (omit tile for automatic, 0 for whole frames)",
+                TileSizeWarning,
+                stacklevel=3,
+            )
+            size = smallest
+        if tile_cost(size, self.tile_margin) > MAX_TILE_COST:
+            warnings.warn(
+                f"{size}-pixel tiles with {self.tile_margin}-pixel margins compute about "
+                f"{tile_cost(size, self.tile_margin):.0f}x the pixels of the frame, so deraining is that much slower; "
+                f"tiles of at least {2 * self.tile_margin} pixels keep it under 4x (omit tile for automatic, 0 for "
+                "whole frames)",
+                TileSizeWarning,
+                stacklevel=3,
+            )
+        return size
 
     def __repr__(self) -> str:
         precision = {None: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}[self.amp_dtype]
@@ -319,7 +362,9 @@ class Derainer:
                         "np.clip(np.rint(x * 255), 0, 255).astype(np.uint8)"
                     )
                 with stage_clock(self.last_stats, "convert", self.device, self.profile):
-                    tensor = torch.from_numpy(np.ascontiguousarray(array)).to(self.device).permute(2, 0, 1)
+                    # read-only arrays (np.asarray of a PIL image, memory maps) are copied: torch warns on them
+                    array = np.ascontiguousarray(array) if array.flags.writeable else np.array(array, order="C")
+                    tensor = torch.from_numpy(array).to(self.device).permute(2, 0, 1)
                     tensor = tensor.float().div_(255.0)
                 yield tensor
 
@@ -391,6 +436,7 @@ class Derainer:
         crf: int = 18,
         progress: bool = True,
         x264_preset: str = "veryfast",
+        keep_partial_input: bool = False,
     ) -> Path:
         """Derain a video file, frame folder or image into a video, frame folder or image.
 
@@ -403,12 +449,15 @@ class Derainer:
             dst: ``.mp4``/``.mkv``/``.mov``/``.avi`` video (H.264 by default), a folder (PNG frames; a path without
                 suffix) or, for a one-frame input, an image file.
             compare: also write a side-by-side (rainy | derained) output: True names it ``<dst stem>_compare``
-                beside ``dst``; a path names it.
+                beside ``dst`` (a video: ``.mp4``, or ``.mkv`` when lossless, beside a frame folder or image); a
+                path names it. :attr:`last_compare` holds its path afterwards.
             overwrite: replace existing outputs (otherwise they are refused before any work).
             lossless: lossless video (FFV1 in .mkv/.avi, x264 RGB QP 0 in .mp4/.mov).
             crf: x264 quality for H.264 outputs (0-51; 18 is visually lossless).
             progress: show a tqdm progress bar (frames/s and ETA).
             x264_preset: x264 speed preset (``veryfast`` default; ``medium`` makes smaller files, more slowly).
+            keep_partial_input: derain the frames of a truncated or damaged input video that decode (with a
+                warning) instead of refusing it.
 
         Returns:
             The output path.
@@ -429,4 +478,5 @@ class Derainer:
             crf=crf,
             progress=progress,
             x264_preset=x264_preset,
+            keep_partial_input=keep_partial_input,
         )

@@ -40,6 +40,7 @@ def derain_video(
     crf: int = 18,
     progress: bool = True,
     x264_preset: str = "veryfast",
+    keep_partial_input: bool = False,
 ) -> Path:
     """:meth:`Derainer.derain_video`: decode ``src``, derain, encode ``dst`` on a background thread.
 
@@ -51,16 +52,18 @@ def derain_video(
     from estinet.data.video_io import open_frames
 
     src, dst = Path(src), Path(dst)
-    compare_path = _compare_path(dst, compare)
+    compare_path = _compare_path(dst, compare, lossless)
+    derainer.last_compare = compare_path
     for out in [dst] + ([compare_path] if compare_path else []):
-        if out.exists() and src.exists() and out.resolve() == src.resolve():
-            raise DerainError(f"output {out} is the input file; pick another output path")
-    with open_frames(src) as source:
+        if _same_place(out, src):
+            raise DerainError(f"output {out} is the input {src}; pick another output path")
+    with open_frames(src, keep_partial=keep_partial_input) as source:
         sinks = _open_sinks(
             source, src, dst, compare_path, overwrite=overwrite, lossless=lossless, crf=crf, preset=x264_preset
         )
         rainy_queue: deque[np.ndarray] = deque()
-        bar = tqdm(total=source.num_frames, unit="frame", desc=src.name, disable=not progress, dynamic_ncols=True)
+        total = source.num_frames or getattr(source, "announced_frames", None)
+        bar = tqdm(total=total, unit="frame", desc=src.name, disable=not progress, dynamic_ncols=True)
         decode = 0.0
         writer = BackgroundWriter(sinks)
         try:
@@ -97,12 +100,34 @@ def derain_video(
     return sinks[0].path
 
 
-def _compare_path(dst: Path, compare: bool | str | Path) -> Path | None:
+def _compare_path(dst: Path, compare: bool | str | Path, lossless: bool = False) -> Path | None:
+    """The side-by-side output: ``<dst stem>_compare<dst suffix>``; a video (``.mp4``, lossless ``.mkv``) beside a
+    frame-folder or image output, because a comparison is for watching."""
     if compare is False or compare is None:
         return None
-    if compare is True:
-        return dst.with_name(f"{dst.stem}_compare{dst.suffix}")
-    return Path(compare)
+    if compare is not True:
+        return Path(compare)
+    from estinet.data.video_io import IMAGE_SUFFIXES
+
+    if dst.suffix == "" or dst.suffix.lower() in IMAGE_SUFFIXES:
+        return dst.with_name(f"{dst.name if dst.suffix == '' else dst.stem}_compare{'.mkv' if lossless else '.mp4'}")
+    return dst.with_name(f"{dst.stem}_compare{dst.suffix}")
+
+
+def _same_place(out: Path, src: Path) -> bool:
+    """Whether writing ``out`` would replace ``src``: compared after resolving links and ``..`` (``sub/../in.mp4``
+    is ``in.mp4`` even while ``sub`` does not exist), and by inode where both exist (hard links)."""
+    import os
+
+    if not src.exists():
+        return False
+    real_src = src.resolve()
+    if out.resolve() == real_src or Path(os.path.normpath(os.path.abspath(out))).resolve() == real_src:
+        return True
+    try:
+        return out.exists() and os.path.samefile(out, src)
+    except OSError:
+        return False
 
 
 class BackgroundWriter:
@@ -217,10 +242,11 @@ def _open_sinks(
     preset: str,
 ) -> list[Any]:
     """Open the output (and comparison) writers before any work; on failure nothing is left open."""
-    from estinet.data.video_io import IMAGE_SUFFIXES, open_writer
+    from estinet.data.video_io import IMAGE_SUFFIXES, frame_names, open_writer
 
     fps: Fraction = source.fps_fraction
     audio = src if getattr(source, "has_audio", False) else None
+    names = frame_names(source.frame_paths) if getattr(source, "kind", None) == "folder" else None
     kind = "lossless" if lossless else None
     sinks: list[Any] = []
     try:
@@ -244,6 +270,7 @@ def _open_sinks(
                         audio_from=audio,
                         overwrite=overwrite,
                         x264_preset=preset,
+                        names=names if path == dst else None,
                     )
                 )
     except BaseException:
@@ -348,4 +375,7 @@ def report(derainer: Derainer, src: str | Path, dst: str | Path, **options: Any)
     fps = stats.frames_out / elapsed if elapsed > 0 else float("inf")
     tiles = "whole frames" if stats.plan is None or stats.plan.tile is None else f"{stats.plan.tile}px tiles"
     print(f"wrote {path} ({stats.frames_out} frames in {elapsed:.1f} s, {fps:.2f} frames/s, {derainer!r}, {tiles})")
+    compare = getattr(derainer, "last_compare", None)
+    if compare is not None:
+        print(f"wrote {compare} (side by side: rainy | derained)")
     return path
