@@ -123,3 +123,20 @@ def test_background_term_counts_only_pixels_the_rain_left_alone() -> None:
     torch.testing.assert_close(c.total - d.total, torch.tensor(5.0 * 0.01))
     with pytest.raises(ValueError, match="needs the rainy frames"):
         derain_loss(coarse, refined, clean, centre=2, background_weight=1.0)
+
+
+def test_gate_term_is_the_cross_entropy_against_the_pixels_the_rain_changed() -> None:
+    clean = torch.rand(1, 5, 3, 4, 4)
+    rainy = clean.clone()
+    rainy[:, :, :, :2] += 0.3  # rain on the top two rows
+    coarse, refined = clean.clone(), clean[:, 2].clone()
+    wet = torch.zeros(1, 1, 4, 4)
+    wet[..., :2, :] = 1.0
+    perfect = (wet * 2 - 1) * 30.0  # confident and right
+    wrong = -perfect
+    base = derain_loss(coarse, refined, clean, centre=2).total
+    good = derain_loss(coarse, refined, clean, centre=2, rainy=rainy, gate_logits=perfect, gate_weight=1.0).total
+    bad = derain_loss(coarse, refined, clean, centre=2, rainy=rainy, gate_logits=wrong, gate_weight=1.0).total
+    assert float(good - base) < 1e-6 and float(bad - base) > 10
+    with pytest.raises(ValueError, match="gate's logits"):
+        derain_loss(coarse, refined, clean, centre=2, rainy=rainy, gate_weight=1.0)

@@ -524,3 +524,16 @@ def test_init_from_adds_a_rain_gate_to_weights_trained_without_one(tmp_path: Pat
         _, got = trainer.core.eval()(x)
     m = torch.sigmoid(torch.tensor(4.0))  # the new gate starts open: the shipped function, mixed 98% / 2%
     torch.testing.assert_close(got, x[:, 2] + m * (want - x[:, 2]), rtol=0, atol=1e-5)
+
+
+def test_gate_weight_needs_a_gate_and_trains_it(tmp_path: Path, pairs: Path) -> None:
+    tiny = ("model.variant=estinet", "model.preset=tiny", "train.stage1_steps=0", "train.stage2_steps=2")
+    with pytest.raises(ConfigError, match="needs a rain gate"):
+        Trainer(_config(pairs, *tiny, "train.gate_weight=1.0"), out_dir=tmp_path / "no-gate")
+    trainer = Trainer(
+        _config(pairs, *tiny, "model.rain_gate=true", "train.gate_weight=1.0", "train.background_weight=1.0"),
+        out_dir=tmp_path / "gate",
+    )
+    before = trainer.core.estm.gate.weight.detach().clone()
+    trainer.fit()
+    assert not torch.equal(trainer.core.estm.gate.weight, before)  # the cross-entropy reached the gate

@@ -463,6 +463,8 @@ class TrainConfig:
         alpha: weight of L_EST in stage 2 (paper: 1).
         background_weight: weight of the background term inside L_EST (:func:`estinet.losses.derain_loss`: the MSE
             over pixels the rain left alone; 0 is the paper's loss).
+        gate_weight: weight of the rain gate's cross-entropy against the pixels the rain changed (needs
+            ``model.rain_gate``; :func:`estinet.losses.derain_loss`).
         grad_clip: clip the global gradient norm to this value (0 switches clipping off).
         seed: seed of the model initialisation and of the data order; process ``rank`` seeds its RNGs with
             ``seed + rank``.
@@ -489,6 +491,7 @@ class TrainConfig:
     schedule: str = "cosine"
     alpha: float = 1.0
     background_weight: float = 0.0
+    gate_weight: float = 0.0
     grad_clip: float = 0.0
     seed: int = 0
     device: str = "auto"
@@ -513,6 +516,7 @@ class TrainConfig:
         _coerce_float("train", self, "min_lr", 0.0, strict=True)
         _coerce_float("train", self, "alpha", 0.0)
         _coerce_float("train", self, "background_weight", 0.0)
+        _coerce_float("train", self, "gate_weight", 0.0)
         _coerce_float("train", self, "grad_clip", 0.0)
         if self.min_lr > self.lr:
             raise ConfigError(f"train.min_lr ({self.min_lr}) must not exceed train.lr ({self.lr})")

@@ -25,9 +25,18 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["BACKGROUND_TOLERANCE", "DerainLoss", "LossTerms", "border_mask", "derain_loss", "masked_mse"]
+__all__ = [
+    "BACKGROUND_TOLERANCE",
+    "DerainLoss",
+    "LossTerms",
+    "background_mask",
+    "border_mask",
+    "derain_loss",
+    "masked_mse",
+]
 
 BACKGROUND_TOLERANCE = 2.0 / 255.0  # rainy and clean within 2 levels in every channel: a pixel the rain left alone
 
@@ -129,14 +138,20 @@ def derain_loss(
     refine: bool = True,
     rainy: Tensor | None = None,
     background_weight: float = 0.0,
+    gate_logits: Tensor | None = None,
+    gate_weight: float = 0.0,
 ) -> LossTerms:
-    """ESTINet's loss: ``L_STI`` (stage 1) or ``L_STI + alpha * (L_EST + background_weight * L_BG)`` (stage 2).
+    """ESTINet's loss: ``L_STI`` (stage 1) or ``L_STI + alpha * (L_EST + background_weight * L_BG + gate_weight *
+    L_GATE)`` (stage 2).
 
     ``L_BG`` is the refined frame's MSE over the *background*: the pixels of the centre frame that the rain left
     alone, found as those where the rainy and the clean frame differ by at most :data:`BACKGROUND_TOLERANCE` in every
     channel (2 levels of 8 bits). It needs no rain mask from a renderer, so it works on any paired data. Its mean is
     taken over the background pixels only, so it weighs the same however much of the frame the rain covers; it is
-    what teaches a gated ESTM (``model.rain_gate``) to close the gate where there is no rain.
+    what asks a gated ESTM (``model.rain_gate``) to close the gate where there is no rain. ``L_GATE`` supervises the
+    gate itself: the binary cross-entropy of its logits against "not background" (1 where the rain changed the pixel).
+    The background term alone teaches the gate slowly, because its gradient scales with the small residual a
+    rain-free pixel has; the cross-entropy does not.
 
     Args:
         coarse: (B, T, 3, H, W) coarse frames.
@@ -149,6 +164,9 @@ def derain_loss(
         rainy: (B, T, 3, H, W) rainy frames (only the centre frame is used, which is never translated); needed
             when ``background_weight > 0``.
         background_weight: weight of ``L_BG`` (0 leaves the paper's loss).
+        gate_logits: (B, 1, H, W) logits of the rain gate (:class:`estinet.models.estm.ESTM`), needed when
+            ``gate_weight > 0``.
+        gate_weight: weight of ``L_GATE``.
 
     Returns:
         :class:`LossTerms`.
@@ -158,14 +176,33 @@ def derain_loss(
     sti = masked_mse(coarse, target, mask)
     if not refine:
         return LossTerms(sti, sti, None)
-    est = masked_mse(refined, target[:, centre])
-    if background_weight > 0:
+    clean_c = target[:, centre]
+    est = masked_mse(refined, clean_c)
+    if background_weight > 0 or gate_weight > 0:
         if rainy is None:
-            raise ValueError("background_weight > 0 needs the rainy frames (rainy=...)")
-        clean_c = target[:, centre]
-        dry = ((rainy[:, centre] - clean_c).abs().amax(dim=1, keepdim=True) <= BACKGROUND_TOLERANCE).float()
-        est = est + background_weight * masked_mse(refined, clean_c, dry)
+            raise ValueError("background_weight or gate_weight > 0 needs the rainy frames (rainy=...)")
+        dry = background_mask(rainy[:, centre], clean_c)
+        if background_weight > 0:
+            est = est + background_weight * masked_mse(refined, clean_c, dry)
+        if gate_weight > 0:
+            if gate_logits is None:
+                raise ValueError("gate_weight > 0 needs the gate's logits (gate_logits=...); is model.rain_gate on?")
+            wet = 1.0 - dry
+            est = est + gate_weight * F.binary_cross_entropy_with_logits(gate_logits.float(), wet)
     return LossTerms(sti + alpha * est, sti, est)
+
+
+def background_mask(rainy: Tensor, clean: Tensor) -> Tensor:
+    """Pixels the rain left alone: rainy and clean within :data:`BACKGROUND_TOLERANCE` in every channel.
+
+    Args:
+        rainy: (B, 3, H, W) rainy frame in [0, 1].
+        clean: (B, 3, H, W) clean frame in [0, 1].
+
+    Returns:
+        (B, 1, H, W) float 0/1 mask, 1 on the background.
+    """
+    return ((rainy - clean).abs().amax(dim=1, keepdim=True) <= BACKGROUND_TOLERANCE).float()
 
 
 class DerainLoss(nn.Module):

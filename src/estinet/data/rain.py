@@ -355,8 +355,8 @@ def random_params(seed: int) -> RainParams:
     Every draw is independent per clip: density log-uniform over 100-8000 drops per megapixel (coverage from a few
     percent to about a quarter of the frame and more), wind angle uniform in +-40 degrees, near-layer opacity
     0.08-0.6, fall speed 15-80 px/frame, exposure 0.4-1, widths 0.35-1.6 px, defocus 0-1.2 px, environment light on
-    for four clips in five, a depth-dependent veil for half of the clips, sparkle, splashes and lens drops now and
-    then.
+    for four clips in five, a depth-dependent veil (up to 0.15) for half of the clips, sparkle, splashes and lens
+    drops now and then.
 
     Args:
         seed: Seed of the draw (the same seed gives the same parameters).
@@ -394,7 +394,7 @@ def random_params(seed: int) -> RainParams:
         size_jitter=float(u(0.0, 0.45)),
         env_gain=float(u(0.6, 1.2)) if env else 0.0,
         env_bias=float(u(0.1, 0.45)),
-        haze=float(u(0.0, 0.25)) if hazy else 0.0,
+        haze=float(u(0.0, 0.15)) if hazy else 0.0,
         haze_gradient=float(u(0.0, 1.0)),
         sparkle_density=float(u(200.0, 2000.0)) if sparkle else 0.0,
         sparkle_opacity=float(u(0.2, 0.6)) if sparkle else 0.0,

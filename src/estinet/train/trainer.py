@@ -129,6 +129,12 @@ class Trainer:
         ckpt = self._read_resume(resume)
         self.core = self._build_core(ckpt, resume)
         seed_everything(t.seed + self.dist.rank)
+        self._gate_logits: list[Tensor] = []  # the rain gate's logits of the current step, for L_GATE
+        if t.gate_weight > 0:
+            gate = getattr(getattr(self.core, "estm", None), "gate", None)
+            if gate is None:
+                raise ConfigError("train.gate_weight > 0 needs a rain gate: set model.rain_gate=true (variant estinet)")
+            gate.register_forward_hook(lambda _module, _inputs, output: self._gate_logits.append(output))
 
         self.plan = stage_plan(config)
         self.total_steps = sum(s.steps for s in self.plan)
@@ -265,6 +271,7 @@ class Trainer:
             mask = border_mask(disp, rainy.shape[-2], rainy.shape[-1])  # (B, T, 1, h, w)
         else:
             target, mask = clean, None
+        self._gate_logits.clear()
         with self._autocast():
             coarse, refined = self.model(rainy, disp) if disp is not None else self.model(rainy)
         terms = derain_loss(
@@ -277,6 +284,8 @@ class Trainer:
             refine=self.stage.refine,
             rainy=rainy,
             background_weight=self.config.train.background_weight,
+            gate_logits=self._gate_logits[-1] if self._gate_logits else None,
+            gate_weight=self.config.train.gate_weight if self.stage.refine else 0.0,
         )
         self.optimizer.zero_grad(set_to_none=True)
         self.last_lr = float(self.optimizer.param_groups[0]["lr"])
