@@ -140,3 +140,16 @@ def test_gate_term_is_the_cross_entropy_against_the_pixels_the_rain_changed() ->
     assert float(good - base) < 1e-6 and float(bad - base) > 10
     with pytest.raises(ValueError, match="gate's logits"):
         derain_loss(coarse, refined, clean, centre=2, rainy=rainy, gate_weight=1.0)
+
+
+def test_a_given_rain_mask_replaces_the_pairs_background() -> None:
+    clean = torch.rand(1, 5, 3, 4, 4)
+    rainy = clean + 0.02  # every pixel differs a little (as after compression)
+    coarse, refined = clean.clone(), clean[:, 2] + 0.1
+    mask = torch.zeros(1, 1, 4, 4)
+    mask[..., :2, :] = 1.0  # the rain was only on the top half
+    base = derain_loss(coarse, refined, clean, centre=2).total
+    from_pair = derain_loss(coarse, refined, clean, centre=2, rainy=rainy, background_weight=1.0).total
+    from_mask = derain_loss(coarse, refined, clean, centre=2, rainy=rainy, background_weight=1.0, rain_mask=mask).total
+    torch.testing.assert_close(from_pair, base)  # the pair says: no background at all
+    torch.testing.assert_close(from_mask - base, torch.tensor(0.01))  # the mask says: the bottom half is background

@@ -140,6 +140,7 @@ def derain_loss(
     background_weight: float = 0.0,
     gate_logits: Tensor | None = None,
     gate_weight: float = 0.0,
+    rain_mask: Tensor | None = None,
 ) -> LossTerms:
     """ESTINet's loss: ``L_STI`` (stage 1) or ``L_STI + alpha * (L_EST + background_weight * L_BG + gate_weight *
     L_GATE)`` (stage 2).
@@ -167,6 +168,8 @@ def derain_loss(
         gate_logits: (B, 1, H, W) logits of the rain gate (:class:`estinet.models.estm.ESTM`), needed when
             ``gate_weight > 0``.
         gate_weight: weight of ``L_GATE``.
+        rain_mask: (B, 1, H, W) 0/1, the pixels of the centre frame the rain changed, when the data knows them (rendered
+            rain, decided before compression); None derives the background from the pair as described above.
 
     Returns:
         :class:`LossTerms`.
@@ -181,7 +184,7 @@ def derain_loss(
     if background_weight > 0 or gate_weight > 0:
         if rainy is None:
             raise ValueError("background_weight or gate_weight > 0 needs the rainy frames (rainy=...)")
-        dry = background_mask(rainy[:, centre], clean_c)
+        dry = background_mask(rainy[:, centre], clean_c) if rain_mask is None else 1.0 - rain_mask.float()
         if background_weight > 0:
             est = est + background_weight * masked_mse(refined, clean_c, dry)
         if gate_weight > 0:

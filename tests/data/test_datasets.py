@@ -461,3 +461,14 @@ def test_synthetic_rain_random_preset_and_scene_motion(clean_dir: Path) -> None:
     assert any(not torch.equal(a[i]["clean"], c[i]["clean"]) for i in range(4))  # scene motion changes the clip
     with pytest.raises(DatasetError, match="scene_motion is a probability"):
         SyntheticRain(srcs, scene_motion=-0.1)
+
+
+def test_synthetic_rain_mask_is_decided_before_compression(clean_dir: Path) -> None:
+    srcs = clean_sources([clean_dir / "still.png"])
+    exact = SyntheticRain(srcs, preset="light", seed=3, num_frames=3, crop=32, length=3)
+    packed = SyntheticRain(srcs, preset="light", seed=3, num_frames=3, crop=32, length=3, compression=1.0)
+    for i in range(3):
+        a, b = exact[i], packed[i]
+        want = (a["rainy"] - a["clean"]).abs().amax(dim=1) > 2.5 / 255  # (T, h, w): changed by more than 2 levels
+        assert a["rain_mask"].dtype == torch.bool and torch.equal(a["rain_mask"], want)
+        assert torch.equal(b["rain_mask"], a["rain_mask"])  # the same rain, whatever the codec did to the pair

@@ -748,6 +748,9 @@ class RainyVideo(VideoDataset):
 # ---------------------------------------------------------------------------------------------------------------------
 
 
+RAIN_MASK_LEVELS = 2  # a pixel the rain changed by more than this many 8-bit levels is "rain" in ``rain_mask``
+
+
 def _presets(preset: str | RainParams | Sequence[str | RainParams]) -> list[tuple[str, RainParams | None]]:
     """``(name, params)`` of each preset; ``params`` is None for ``random`` (drawn per clip from the rain seed)."""
     items: Sequence[str | RainParams]
@@ -782,7 +785,9 @@ class SyntheticRain(Dataset):
     8 bits like saved frames. So the same ``(seed, epoch, index)`` always gives the same sample (resume reproduces),
     and DDP ranks seeded ``seed + rank`` see different samples.
 
-    Samples carry ``"rain_alpha"`` (T, h, w) and ``"preset"`` (the preset name) besides the usual keys;
+    Samples carry ``"rain_alpha"`` (T, h, w), ``"rain_mask"`` (T, h, w) bool (the pixels the rain changed by more than
+    :data:`RAIN_MASK_LEVELS` levels in some channel, decided before compression) and ``"preset"`` (the preset name)
+    besides the usual keys;
     ``"sequence"`` is the clean source's name and ``"index"`` the sample index ``i``.
 
     Args:
@@ -908,6 +913,8 @@ class SyntheticRain(Dataset):
         renderer = RainRenderer(params, h, w, seed=rain_seed)
         rainy, alpha = renderer.render_clip(frames_to_float(clip), shifts)  # (T, h, w, 3), (T, h, w) float32
         rainy8 = frames_to_uint8(rainy)
+        # where the rain changed the frame, decided before any compression (which changes every pixel a little)
+        changed = (np.abs(rainy8.astype(np.int16) - clip.astype(np.int16)) > RAIN_MASK_LEVELS).any(axis=-1)
         if self.compression > 0:
             rng = np.random.default_rng(_sample_seed(self.seed, self.epoch, index, 0xC0DEC))
             if rng.random() < self.compression:
@@ -915,10 +922,12 @@ class SyntheticRain(Dataset):
                 rainy8, clip = compress_clip(rainy8, setting), compress_clip(clip, setting)
         if flip:
             clip, rainy8, alpha = clip[:, :, ::-1], rainy8[:, :, ::-1], alpha[:, :, ::-1]
+            changed = changed[:, :, ::-1]
         return {
             "rainy": _to_tensor(rainy8),
             "clean": _to_tensor(clip),
             "rain_alpha": torch.from_numpy(np.ascontiguousarray(alpha)),
+            "rain_mask": torch.from_numpy(np.ascontiguousarray(changed)),
             "sequence": source.name,
             "index": index,
             "preset": name,

@@ -89,8 +89,10 @@ class EpochView(Dataset):
 
 
 def collate(samples: list[dict[str, Tensor]]) -> dict[str, Tensor]:
-    """Stack samples into a batch: ``rainy`` and ``clean``, each (B, T, 3, h, w)."""
-    return {key: torch.stack([s[key] for s in samples]) for key in ("rainy", "clean")}  # (B, T, 3, h, w)
+    """Stack samples into a batch: ``rainy`` and ``clean``, each (B, T, 3, h, w), and ``rain_mask`` (B, T, h, w) when
+    every sample has one (synthetic rain: the pixels the rain changed, known before compression)."""
+    keys = ["rainy", "clean"] + (["rain_mask"] if all("rain_mask" in s for s in samples) else [])
+    return {key: torch.stack([s[key] for s in samples]) for key in keys}
 
 
 def _epoch_seed(seed: int, epoch: int) -> int:

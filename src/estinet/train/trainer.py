@@ -264,6 +264,9 @@ class Trainer:
         """
         rainy = batch["rainy"].to(self.device, non_blocking=True)  # (B, T, 3, h, w)
         clean = batch["clean"].to(self.device, non_blocking=True)  # (B, T, 3, h, w)
+        rain_mask = None  # (B, 1, h, w) of the centre frame, when the data knows where the rain is
+        if "rain_mask" in batch:
+            rain_mask = batch["rain_mask"][:, self.config.model.centre, None].to(self.device, non_blocking=True)
         estimate = getattr(self.core, "estimate_motion", None)
         disp = estimate(rainy) if estimate is not None else None  # (B, T, 2) or None
         if disp is not None:
@@ -286,6 +289,7 @@ class Trainer:
             background_weight=self.config.train.background_weight,
             gate_logits=self._gate_logits[-1] if self._gate_logits else None,
             gate_weight=self.config.train.gate_weight if self.stage.refine else 0.0,
+            rain_mask=rain_mask,
         )
         self.optimizer.zero_grad(set_to_none=True)
         self.last_lr = float(self.optimizer.param_groups[0]["lr"])
