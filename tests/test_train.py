@@ -516,7 +516,9 @@ def test_init_from_adds_a_rain_gate_to_weights_trained_without_one(tmp_path: Pat
     trainer = Trainer(_config(pairs, *tiny, "model.rain_gate=true", "train.init_from=tiny"), out_dir=tmp_path / "g")
     shipped, _ = load_model("tiny")
     state = trainer.core.state_dict()
-    assert {k for k in state if k not in shipped.state_dict()} == {"estm.gate.weight", "estm.gate.bias"}
+    assert {k for k in state if k not in shipped.state_dict()} == {
+        f"estm.gate.{i}.{n}" for i in (0, 2) for n in ("weight", "bias")
+    }
     assert _same_tensors({k: v for k, v in state.items() if not k.startswith("estm.gate.")}, shipped.state_dict())
     x = torch.rand(1, 5, 3, 32, 32)
     with torch.no_grad():
@@ -534,6 +536,6 @@ def test_gate_weight_needs_a_gate_and_trains_it(tmp_path: Path, pairs: Path) -> 
         _config(pairs, *tiny, "model.rain_gate=true", "train.gate_weight=1.0", "train.background_weight=1.0"),
         out_dir=tmp_path / "gate",
     )
-    before = trainer.core.estm.gate.weight.detach().clone()
+    before = trainer.core.estm.gate[-1].weight.detach().clone()
     trainer.fit()
-    assert not torch.equal(trainer.core.estm.gate.weight, before)  # the cross-entropy reached the gate
+    assert not torch.equal(trainer.core.estm.gate[-1].weight, before)  # the cross-entropy reached the gate

@@ -128,9 +128,21 @@ def test_rain_gate_starts_open_and_closed_returns_the_input_exactly() -> None:
 def test_rain_gate_receives_gradients() -> None:
     torch.manual_seed(2)
     gated = ESTM(4, 1, 1, 4, gate=True)
-    nn_init = torch.nn.init
-    nn_init.normal_(gated.gate.weight, 0.0, 0.1)
+    torch.nn.init.normal_(gated.gate[-1].weight, 0.0, 0.1)
     out = gated(torch.rand(1, 5, 3, 12, 12), torch.rand(1, 5, 3, 12, 12))
     out.square().mean().backward()
     for name, p in gated.named_parameters():
         assert p.grad is not None and bool(p.grad.abs().sum() > 0), name
+
+
+def test_rain_gate_inputs_are_detached() -> None:
+    """The gate judges the proposed residual; its own terms do not reach the rest of the network."""
+    torch.manual_seed(3)
+    gated = ESTM(4, 1, 1, 4, gate=True)
+    torch.nn.init.normal_(gated.gate[-1].weight, 0.0, 0.1)
+    logits: list[torch.Tensor] = []
+    gated.gate.register_forward_hook(lambda _m, _i, out: logits.append(out))
+    gated(torch.rand(1, 5, 3, 12, 12), torch.rand(1, 5, 3, 12, 12))
+    logits[-1].sum().backward()
+    for name, p in gated.named_parameters():
+        assert (p.grad is not None) == name.startswith("gate."), name

@@ -135,10 +135,13 @@ class ESTM(nn.Module):
         blocks: number of dense blocks.
         layers: convs per dense block.
         growth: dense growth rate.
-        gate: also predict a rain mask ``m = sigmoid(conv(features))`` (N, 1, H, W) and return
-            ``rainy + m * (refined - rainy)`` for the centre frame: where ``m`` is 0 the pixel comes back exactly as
-            it went in, so the network can leave pixels without rain alone instead of having to predict an exact
-            zero residual. Trained by the loss term ``train.background_weight`` (:func:`estinet.losses.derain_loss`).
+        gate: also predict a rain mask ``m`` (N, 1, H, W) in [0, 1] and return ``rainy + m * (refined - rainy)`` for
+            the centre frame: where ``m`` is 0 the pixel comes back exactly as it went in, so the network can leave
+            pixels without rain alone instead of having to predict an exact zero residual. The gate (a 1x1 conv to 8
+            channels, ReLU, a 3x3 conv to 1) sees ESTM's features and the two residuals the network proposes for
+            the centre frame (coarse - rainy, refined - rainy), detached: it judges the proposal and only its own
+            weights learn from its terms (``train.gate_weight``, ``train.background_weight``;
+            :func:`estinet.losses.derain_loss`).
 
     Input: coarse (N, 5, 3, H, W) and rainy (N, 5, 3, H, W), both in [0, 1] and aligned to the centre frame.
     Output: refined centre frame (N, 3, H, W).
@@ -150,7 +153,9 @@ class ESTM(nn.Module):
         self.conv3d_2 = TemporalConv3d(channels, channels)
         self.blocks = nn.Sequential(*[DenseBlock(channels, layers, growth) for _ in range(blocks)])
         self.out = conv3x3(channels, 3)
-        self.gate = conv3x3(channels, 1) if gate else None
+        self.gate = (
+            nn.Sequential(nn.Conv2d(channels + 6, 8, 1), nn.ReLU(), conv3x3(8, 1)) if gate else None
+        )  # input: features + two proposed residuals (3 + 3 channels)
 
     def reset_gate(self, open_logit: float = 4.0) -> None:
         """Start the gate open everywhere (``m = sigmoid(open_logit)``, 0.98 by default): zero weights, constant bias.
@@ -158,8 +163,9 @@ class ESTM(nn.Module):
         A gate added to trained weights then starts from (almost) their function.
         """
         if self.gate is not None:
-            nn.init.zeros_(self.gate.weight)
-            nn.init.constant_(self.gate.bias, open_logit)
+            last = self.gate[-1]
+            nn.init.zeros_(last.weight)
+            nn.init.constant_(last.bias, open_logit)
 
     def forward(self, coarse: Tensor, rainy: Tensor) -> Tensor:
         """coarse, rainy (N, 5, 3, H, W) -> refined centre frame (N, 3, H, W)."""
@@ -175,4 +181,5 @@ class ESTM(nn.Module):
         if self.gate is None:
             return refined
         centre = rainy[:, 2]
-        return torch.lerp(centre, refined, torch.sigmoid(self.gate(y)))  # rainy + m * (refined - rainy)
+        evidence = torch.cat([y, coarse[:, 2] - centre, refined - centre], dim=1).detach()  # (N, C + 6, H, W)
+        return torch.lerp(centre, refined, torch.sigmoid(self.gate(evidence)))  # rainy + m * (refined - rainy)
