@@ -539,3 +539,18 @@ def test_gate_weight_needs_a_gate_and_trains_it(tmp_path: Path, pairs: Path) -> 
     before = trainer.core.estm.gate[-1].weight.detach().clone()
     trainer.fit()
     assert not torch.equal(trainer.core.estm.gate[-1].weight, before)  # the cross-entropy reached the gate
+
+
+def test_gate_lr_scale_gives_the_gate_its_own_rate(tmp_path: Path, pairs: Path) -> None:
+    tiny = ("model.variant=estinet", "model.preset=tiny", "train.stage1_steps=0", "train.stage2_steps=2")
+    trainer = Trainer(
+        _config(pairs, *tiny, "model.rain_gate=true", "train.gate_lr_scale=30", "train.lr=1e-4"),
+        out_dir=tmp_path / "g",
+    )
+    rates = sorted(group["lr"] for group in trainer.optimizer.param_groups)
+    assert len(rates) == 2 and rates[1] == pytest.approx(30 * rates[0])
+    assert sum(p.numel() for p in trainer.optimizer.param_groups[1]["params"]) == sum(
+        p.numel() for p in trainer.core.estm.gate.parameters()
+    )
+    plain = Trainer(_config(pairs, *tiny, "model.rain_gate=true"), out_dir=tmp_path / "p")
+    assert len(plain.optimizer.param_groups) == 1  # scale 1: one group, as without a gate

@@ -125,12 +125,20 @@ def stage_optimizer(
     if frozen is not None and not stage.refine:
         for p in frozen.parameters():
             p.requires_grad_(False)
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.Adam(params, lr=train.lr)
+    named = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
+    gate = [p for name, p in named if name.startswith("estm.gate.")]
+    if gate and train.gate_lr_scale != 1.0:
+        # a rain gate added to trained weights starts from zero weights: it gets its own, larger rate
+        rest = [p for name, p in named if not name.startswith("estm.gate.")]
+        groups = [{"params": rest, "lr_scale": 1.0}, {"params": gate, "lr_scale": train.gate_lr_scale}]
+    else:
+        groups = [{"params": [p for _, p in named], "lr_scale": 1.0}]
+    optimizer = torch.optim.Adam(groups, lr=train.lr)
     if optimizer_state is not None:
         optimizer.load_state_dict(optimizer_state)
     for group in optimizer.param_groups:
-        group["initial_lr"] = train.lr  # the schedule's base: the config being run, not a stored state's rate
+        # the schedule's base: the config being run, not a stored state's rate
+        group["initial_lr"] = train.lr * group["lr_scale"]
     schedule = StageSchedule(train.schedule, stage.steps, train.min_lr / train.lr)
     # LambdaLR's constructor takes one step, so starting at position - 1 sets the learning rate of step `position`
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule, last_epoch=position - 1)
