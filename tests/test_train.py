@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 from safetensors import safe_open
 
-from estinet.checkpoint import load_model
+from estinet.checkpoint import load_model, save_weights
 from estinet.config import ConfigError, ExperimentConfig, load_experiment, preset_config
 from estinet.data.datasets import SyntheticRain
 from estinet.losses import derain_loss
@@ -347,7 +347,7 @@ def test_checkpoint_refusal(tmp_path: Path, pairs: Path) -> None:
 
 
 def test_init_from_loads_weights_of_the_same_architecture_only(tmp_path: Path, pairs: Path) -> None:
-    tiny = ("model.variant=estinet", "model.preset=tiny")
+    tiny = ("model.variant=estinet", "model.preset=tiny", "model.rain_gate=true")  # the shipped tiny has a rain gate
     trainer = Trainer(_config(pairs, *tiny, "train.init_from=tiny"), out_dir=tmp_path / "ft")
     shipped, _ = load_model("tiny")
     assert _same_tensors(trainer.core.state_dict(), shipped.state_dict())
@@ -513,8 +513,13 @@ def test_cuda_mixed_precision_channels_last_and_resume(tmp_path: Path, pairs: Pa
 
 def test_init_from_adds_a_rain_gate_to_weights_trained_without_one(tmp_path: Path, pairs: Path) -> None:
     tiny = ("model.variant=estinet", "model.preset=tiny")
-    trainer = Trainer(_config(pairs, *tiny, "model.rain_gate=true", "train.init_from=tiny"), out_dir=tmp_path / "g")
-    shipped, _ = load_model("tiny")
+    torch.manual_seed(5)
+    plain = preset_config("estinet", "tiny")
+    ungated = save_weights(build_model(plain), plain, tmp_path / "ungated.safetensors")
+    trainer = Trainer(
+        _config(pairs, *tiny, "model.rain_gate=true", f"train.init_from={ungated}"), out_dir=tmp_path / "g"
+    )
+    shipped, _ = load_model(str(ungated))
     state = trainer.core.state_dict()
     assert {k for k in state if k not in shipped.state_dict()} == {
         f"estm.gate.{i}.{n}" for i in (0, 2) for n in ("weight", "bias")
