@@ -134,7 +134,8 @@ class Trainer:
             gate = getattr(getattr(self.core, "estm", None), "gate", None)
             if gate is None:
                 raise ConfigError("train.gate_weight > 0 needs a rain gate: set model.rain_gate=true (variant estinet)")
-            gate.register_forward_hook(lambda _module, _inputs, output: self._gate_logits.append(output))
+            # keep only the latest call's logits (validation forwards pass through the hook too)
+            gate.register_forward_hook(self._keep_gate_logits)
 
         self.plan = stage_plan(config)
         self.total_steps = sum(s.steps for s in self.plan)
@@ -252,6 +253,10 @@ class Trainer:
     # -----------------------------------------------------------------------------------------------------------------
     # one step, validation, state
     # -----------------------------------------------------------------------------------------------------------------
+
+    def _keep_gate_logits(self, _module: nn.Module, _inputs: tuple[Tensor, ...], output: Tensor) -> None:
+        """Forward hook of the rain gate: remember its logits (N, 1, H, W) for the gate's loss term."""
+        self._gate_logits[:] = [output]
 
     def train_step(self, batch: dict[str, Tensor]) -> LossTerms:
         """One optimisation step.
