@@ -32,6 +32,7 @@ from estinet.models.motion import GlobalMotion, align_to_centre
 
 __all__ = [
     "THRESHOLD",
+    "autocorrelation",
     "luma",
     "orientation",
     "rain_layer_temporal",
@@ -72,15 +73,23 @@ def rain_layer_tophat(frame: np.ndarray, size: int = 7) -> np.ndarray:
     return (y - opened)[0, 0].clamp(min=0).numpy()
 
 
+def autocorrelation(r: np.ndarray) -> np.ndarray:
+    """Circular autocorrelation of a map (H, W) minus its mean, peak 1 at the centre ``(H // 2, W // 2)``."""
+    z = r - r.mean()
+    spec = np.fft.rfft2(z)
+    ac = np.fft.fftshift(np.fft.irfft2(spec * np.conj(spec), s=z.shape))
+    return ac / ac.max()
+
+
 def orientation(r: np.ndarray) -> float:
     """Dominant streak direction of a map (H, W), degrees from vertical, positive when streaks fall to the right.
 
     The second moments of the map's autocorrelation above 0.3 of its peak: the peak is elongated along the streaks.
     """
-    z = r - r.mean()
-    spec = np.fft.fft2(z)
-    ac = np.fft.fftshift(np.fft.ifft2(spec * np.conj(spec)).real)
-    ac /= ac.max()
+    return _orientation(autocorrelation(r))
+
+
+def _orientation(ac: np.ndarray) -> float:
     h, w = ac.shape
     yy, xx = np.mgrid[-(h // 2) : h - h // 2, -(w // 2) : w - w // 2]
     wt = np.where(ac > 0.3, ac, 0.0)
@@ -93,10 +102,11 @@ def orientation(r: np.ndarray) -> float:
 
 def width_length(r: np.ndarray, angle_deg: float) -> tuple[float, float]:
     """(width, length) in pixels of the streaks in a rain layer (H, W) running at ``angle_deg`` from vertical."""
-    z = r - r.mean()
-    spec = np.fft.rfft2(z)
-    ac = np.fft.fftshift(np.fft.irfft2(spec * np.conj(spec), s=z.shape))
-    ac /= ac.max()
+    return _width_length(autocorrelation(r), angle_deg)
+
+
+def _width_length(ac: np.ndarray, angle_deg: float) -> tuple[float, float]:
+    z = ac
     cy, cx = z.shape[0] // 2, z.shape[1] // 2
     a = math.radians(angle_deg)
     along = (math.sin(a), math.cos(a))  # (dx, dy) per step
@@ -132,8 +142,9 @@ def statistics(layers: np.ndarray) -> dict[str, float]:
     values = layers[covered]
     angles, widths, lengths = [], [], []
     for r in layers:
-        ang = orientation(r)
-        w, length = width_length(r, ang)
+        ac = autocorrelation(r)
+        ang = _orientation(ac)
+        w, length = _width_length(ac, ang)
         angles.append(ang)
         widths.append(w)
         lengths.append(length)
