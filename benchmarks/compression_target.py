@@ -23,8 +23,8 @@ import numpy as np
 
 from estinet.data.compress import Compression, compress_clip
 from estinet.data.rain import RainRenderer, frames_to_float, frames_to_uint8, get_preset
-from estinet.data.rain_stats import luma
 from estinet.data.sources import heldout_sources, make_clip
+from estinet.metrics import rgb_to_y
 
 ROOT = Path(__file__).resolve().parents[1]
 SETTINGS = (
@@ -39,7 +39,7 @@ SETTINGS = (
 
 def rms(a: np.ndarray, b: np.ndarray, where: np.ndarray | None = None) -> float:
     """RMS luma difference (levels) of uint8 frames (..., 3), over ``where`` (same leading shape) when given."""
-    d = luma(a) - luma(b)
+    d = rgb_to_y(a) - rgb_to_y(b)
     if where is not None:
         d = d[where]
     return float(np.sqrt(np.mean(d * d)))

@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from estinet import Derainer
-from estinet.data.rain_stats import luma
+from estinet.metrics import rgb_to_y
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -60,7 +60,7 @@ def main() -> None:
         outputs = [("input", frames[mid])]
         for name, derainer in derainers.items():
             out = list(derainer.derain_frames(iter(frames)))[mid]
-            change = np.abs(luma(out) - luma(frames[mid]))
+            change = np.abs(rgb_to_y(out) - rgb_to_y(frames[mid]))
             print(
                 f"{item.name} {Path(name).stem}: mean |change| {change.mean():.2f} levels, "
                 f"{100 * (change > 2).mean():.1f}% of pixels changed by more than 2 levels"

@@ -676,8 +676,6 @@ class RainRenderer:
             ],
             axis=1,
         )  # (n, 4)
-        dy, dx, wt = _streak_sprite(1.0, 0.45, 0.0, 0.0, 0.0, 0.0)
-        self._splash = (dy, dx, wt / wt.max())
 
     def _splashes(self) -> None:
         """Add this frame's splashes (crowns of specks in the lower half of the frame) to the canvas."""
@@ -691,9 +689,9 @@ class RainRenderer:
         sy = np.clip(cy - np.abs(self._aux.normal(0.0, 1.5, size=(n, specks))).round().astype(np.int64), 0, None)
         sx = np.clip(cx + self._aux.normal(0.0, 2.0, size=(n, specks)).round().astype(np.int64), 0, self.width - 1)
         amp = (p.splash_opacity * self._aux.uniform(0.3, 1.0, size=(n, specks))).astype(np.float32).ravel()
-        dy, dx, wt = self._splash
+        offs, wt = self._sparkle  # a splash speck is a sparkle speck
         base = (sy.ravel() + self._oy) * self._cw + sx.ravel() + self._ox
-        idx = torch.from_numpy((base[:, None] + (dy * self._cw + dx)[None, :]).ravel())
+        idx = torch.from_numpy((base[:, None] + offs[None, :]).ravel())
         self._canvas_t.index_add_(0, idx, torch.from_numpy((amp[:, None] * wt[None, :]).ravel()))
 
     def _environment(self, frame: np.ndarray) -> np.ndarray:

@@ -28,12 +28,12 @@ import torch
 import torch.nn.functional as F
 
 from estinet.data.rain import frames_to_float
+from estinet.metrics import rgb_to_y
 from estinet.models.motion import GlobalMotion, align_to_centre
 
 __all__ = [
     "THRESHOLD",
     "autocorrelation",
-    "luma",
     "orientation",
     "rain_layer_temporal",
     "rain_layer_tophat",
@@ -44,17 +44,11 @@ __all__ = [
 THRESHOLD = 6.0  # levels of luma above the rain-free estimate that count as rain
 
 
-def luma(frames: np.ndarray) -> np.ndarray:
-    """BT.601 luma (..., H, W) in levels 16..235 of uint8 RGB frames (..., H, W, 3)."""
-    f = frames.astype(np.float32)
-    return 16.0 + (65.481 * f[..., 0] + 128.553 * f[..., 1] + 24.966 * f[..., 2]) / 255.0
-
-
 def rain_layer_temporal(frames: np.ndarray) -> np.ndarray:
     """Rain layers (T-4, H, W) of uint8 frames (T, H, W, 3): each middle frame minus its aligned 5-frame median."""
     x = torch.from_numpy(frames_to_float(frames)).permute(0, 3, 1, 2)  # (T, 3, H, W)
     motion = GlobalMotion(enabled=True)
-    y = torch.from_numpy(luma(frames))[:, None]  # (T, 1, H, W)
+    y = torch.from_numpy(rgb_to_y(frames).astype(np.float32))[:, None]  # (T, 1, H, W)
     out = []
     for t in range(2, len(frames) - 2):
         window = x[t - 2 : t + 3][None]  # (1, 5, 3, H, W)
@@ -66,7 +60,7 @@ def rain_layer_temporal(frames: np.ndarray) -> np.ndarray:
 
 def rain_layer_tophat(frame: np.ndarray, size: int = 7) -> np.ndarray:
     """Rain layer (H, W) of one uint8 frame (H, W, 3): the white top-hat of its luma with a ``size`` square."""
-    y = torch.from_numpy(luma(frame))[None, None]
+    y = torch.from_numpy(rgb_to_y(frame).astype(np.float32))[None, None]
     pad = size // 2
     eroded = -F.max_pool2d(F.pad(-y, (pad,) * 4, mode="replicate"), size, stride=1)
     opened = F.max_pool2d(F.pad(eroded, (pad,) * 4, mode="replicate"), size, stride=1)
