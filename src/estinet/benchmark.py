@@ -24,7 +24,7 @@ import resource
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +58,12 @@ class BenchResult:
         peak_mib: peak memory in MiB (resident set on CPU, allocated on CUDA).
         gflops_per_frame: counted GFLOPs per output frame in this mode.
         peak_share: achieved FLOP rate / measured matrix-multiply peak.
+        precision: ``fp32``, ``fp16`` or ``bf16`` (autocast).
+        batch: frames per per-frame call and windows per window call (the plan's).
+        cuda_graphs: whether the calls were replayed as CUDA graphs.
+        setup_s: seconds of one-off set-up in the first (untimed) run: CUDA-graph capture.
+        stages: seconds per stage of the timed run (:attr:`~estinet.inference.stream.StreamStats.seconds`; on CUDA
+            exact only when measured with ``profile``).
     """
 
     model: str
@@ -68,6 +74,11 @@ class BenchResult:
     peak_mib: float
     gflops_per_frame: float
     peak_share: float
+    precision: str = "fp32"
+    batch: int = 1
+    cuda_graphs: bool = False
+    setup_s: float = 0.0
+    stages: dict[str, float] = field(default_factory=dict)
 
 
 def _sync(device: torch.device) -> None:
@@ -103,9 +114,19 @@ def _load(spec: str, device: torch.device) -> tuple[nn.Module, ModelConfig]:
     return load_model(spec, device)
 
 
+GPU_FRAME_POOL = 16
+"""Distinct random frames made once on a GPU and cycled: GPU throughput is measured on frames already there."""
+
+
 def _frames(count: int, height: int, width: int, device: torch.device) -> Iterator[torch.Tensor]:
-    """``count`` random (3, H, W) frames, made one at a time so the stream itself holds no clip."""
+    """``count`` random (3, H, W) frames: on CPU made one at a time (the stream itself holds no clip); on a GPU a
+    pool of :data:`GPU_FRAME_POOL` frames made on the device and cycled (no host work or upload in the timing)."""
     g = torch.Generator().manual_seed(0)
+    if device.type == "cuda":
+        pool = torch.rand(min(count, GPU_FRAME_POOL), 3, height, width, generator=g).to(device)
+        for i in range(count):
+            yield pool[i % len(pool)]
+        return
     for _ in range(count):
         yield torch.rand(3, height, width, generator=g).to(device)
 
@@ -138,7 +159,15 @@ def write_bench_clip(path: Path, count: int, height: int, width: int, seed: int 
 
 
 def _measure(
-    spec: str, mode: str, height: int, width: int, device_name: str, frames: int, warmup: int, clip: str | None
+    spec: str,
+    mode: str,
+    height: int,
+    width: int,
+    device_name: str,
+    frames: int,
+    warmup: int,
+    clip: str | None,
+    options: dict[str, Any] | None = None,
 ) -> dict:
     """Child-process body: derain ``frames`` frames after a ``warmup``-frame run; return fps and peak memory.
 
@@ -150,7 +179,8 @@ def _measure(
 
     device = torch.device(device_name)
     model, config = _load(spec, device)
-    derainer = Derainer(model, config=None if config.variant == "official" else config, device=device, tile=0)
+    options = {"tile": 0, **(options or {})}
+    derainer = Derainer(model, config=None if config.variant == "official" else config, device=device, **options)
 
     def run(count: int, on_clip: bool) -> float:
         """Seconds to derain ``count`` frames; ``end-to-end`` with ``on_clip`` runs derain_video on the clip."""
@@ -173,12 +203,23 @@ def _measure(
         run(frames, on_clip=True)  # one untimed pass of the clip
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
+    setup = derainer.tiler.graph_seconds()
     seconds = run(frames, on_clip=True)
     if device.type == "cuda":
         peak = torch.cuda.max_memory_allocated(device) / 2**20
     else:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
-    return {"fps": frames / seconds, "peak_mib": peak}
+    stats = derainer.last_stats
+    precision = {None: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}[derainer.amp_dtype]
+    return {
+        "fps": frames / seconds,
+        "peak_mib": peak,
+        "precision": precision,
+        "batch": stats.plan.batch if stats.plan is not None and mode != "per-window" else 1,
+        "cuda_graphs": derainer.cuda_graphs and mode != "per-window",
+        "setup_s": setup,
+        "stages": dict(stats.seconds) if mode != "per-window" else {},
+    }
 
 
 def _child(queue: Any, args: tuple) -> None:
@@ -195,6 +236,7 @@ def run_benchmark(
     frames: int = 5,
     warmup: int = 2,
     modes: tuple[str, ...] = MODES,
+    options: dict[str, Any] | None = None,
 ) -> tuple[list[BenchResult], float]:
     """Measure every (model, size, mode) in its own process.
 
@@ -205,6 +247,8 @@ def run_benchmark(
         frames: timed output frames per measurement.
         warmup: untimed output frames first.
         modes: any of :data:`MODES`.
+        options: :class:`~estinet.inference.Derainer` arguments (e.g. ``half``, ``batch``, ``cuda_graphs``,
+            ``max_memory``, ``tile``; default ``tile=0``, whole frames).
 
     Returns:
         (results, measured matrix-multiply peak in GFLOP/s).
@@ -229,7 +273,7 @@ def run_benchmark(
                             clips[h, w] = str(write_bench_clip(Path(tmp) / f"clip-{w}x{h}.mp4", frames, h, w))
                         clip = clips[h, w]
                     queue = ctx.Queue()
-                    job = (spec, mode, h, w, str(dev), frames, warmup, clip)
+                    job = (spec, mode, h, w, str(dev), frames, warmup, clip, options)
                     proc = ctx.Process(target=_child, args=(queue, job))
                     proc.start()
                     out = queue.get()
@@ -238,7 +282,8 @@ def run_benchmark(
                         raise RuntimeError(f"benchmark of {spec} at {h}x{w} ({mode}) failed: {out['error']}")
                     gflops = cost.window_gflops if mode == "per-window" else cost.streaming_gflops
                     share = out["fps"] * gflops / peak
-                    results.append(BenchResult(spec, mode, h, w, out["fps"], out["peak_mib"], gflops, share))
+                    fps, peak_mib = out.pop("fps"), out.pop("peak_mib")
+                    results.append(BenchResult(spec, mode, h, w, fps, peak_mib, gflops, share, **out))
     return results, peak
 
 
@@ -269,13 +314,15 @@ def format_results(results: list[BenchResult], peak: float, machine: str) -> str
     lines = [
         f"Machine: {machine}; measured float32 matmul peak {peak:.0f} GFLOP/s.",
         "",
-        "| model | size | mode | frames/s | peak MiB | GFLOPs/frame | share of matmul peak |",
-        "|---|---|---|---:|---:|---:|---:|",
+        "| model | size | mode | precision | batch | CUDA graphs | frames/s | peak MiB | GFLOPs/frame "
+        "| share of matmul peak |",
+        "|---|---|---|---|---:|---|---:|---:|---:|---:|",
     ]
     for r in results:
+        graphs = f"yes ({r.setup_s:.1f} s capture)" if r.cuda_graphs else "no"
         lines.append(
-            f"| {r.model} | {r.width}x{r.height} | {r.mode} | {r.fps:.2f} | {r.peak_mib:.0f} | "
-            f"{r.gflops_per_frame:.2f} | {100 * r.peak_share:.1f}% |"
+            f"| {r.model} | {r.width}x{r.height} | {r.mode} | {r.precision} | {r.batch} | {graphs} | {r.fps:.2f} | "
+            f"{r.peak_mib:.0f} | {r.gflops_per_frame:.2f} | {100 * r.peak_share:.1f}% |"
         )
     return "\n".join(lines)
 

@@ -65,8 +65,22 @@ def cmd_synth(args: argparse.Namespace) -> int:
     return 0
 
 
-DERAINER_OPTIONS = ("device", "tile", "tile_margin", "half", "batch", "threads", "motion", "official_windows")
+DERAINER_OPTIONS = (
+    "device",
+    "tile",
+    "tile_margin",
+    "half",
+    "batch",
+    "threads",
+    "motion",
+    "official_windows",
+    "max_memory",
+    "cuda_graphs",
+)
 """``derain`` options that are :class:`~estinet.inference.Derainer` arguments of the same name."""
+
+BENCH_OPTIONS = ("half", "batch", "max_memory", "cuda_graphs")
+"""``bench`` options passed to :class:`~estinet.inference.Derainer` (when given)."""
 
 VIDEO_OPTIONS = ("compare", "overwrite", "lossless", "crf", "x264_preset", "keep_partial_input")
 """``derain`` options that are :meth:`~estinet.inference.Derainer.derain_video` arguments of the same name."""
@@ -113,7 +127,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if not models:
         raise BenchmarkError("no shipped weights to benchmark; pass models, e.g. estinet/tiny or a weights file")
     modes = ("streaming",) if args.streaming_only else tuple(args.modes)
-    results, peak = run_benchmark(models, tuple(args.sizes), args.device, args.frames, args.warmup, modes)
+    options = {k: v for k, v in _pick(args, BENCH_OPTIONS).items() if v is not None}
+    results, peak = run_benchmark(models, tuple(args.sizes), args.device, args.frames, args.warmup, modes, options)
     print(format_results(results, peak, machine_description(args.device)))
     if args.json:
         with open(args.json, "w", encoding="utf-8") as fh:
@@ -209,6 +224,16 @@ def _add_derain(sub: Subcommands) -> None:
     motion.add_argument("--motion", dest="motion", action="store_true", default=None, help="force motion compensation")
     motion.add_argument("--no-motion", dest="motion", action="store_false", help="disable motion compensation")
     p.add_argument("--official-windows", action="store_true", help="the authors' window padding (official weights)")
+    p.add_argument(
+        "--max-memory",
+        type=float,
+        help="memory cap in GiB for the tile/batch plan (default on CUDA: 4 for tiny, 8 for small; else none)",
+    )
+    graphs = p.add_mutually_exclusive_group()
+    graphs.add_argument(
+        "--cuda-graphs", dest="cuda_graphs", action="store_true", default=None, help="CUDA graphs (CUDA default)"
+    )
+    graphs.add_argument("--no-cuda-graphs", dest="cuda_graphs", action="store_false", help="plain CUDA launches")
     p.add_argument("--compare", action="store_true", help="also write a side-by-side (rainy | derained) video")
     p.add_argument("--lossless", action="store_true", help="lossless video output (FFV1/x264rgb)")
     p.add_argument("--crf", type=int, default=18, help="H.264 quality, lower is better (default 18)")
@@ -263,6 +288,14 @@ def _add_bench(sub: Subcommands) -> None:
         help="what to time (default all: streaming, per-window recomputation, end to end from H.264 to H.264)",
     )
     p.add_argument("--streaming-only", action="store_true", help="only the streaming mode (same as --modes streaming)")
+    p.add_argument("--batch", type=int, help="frames/windows per call (default: the automatic plan's)")
+    p.add_argument("--max-memory", type=float, help="memory cap in GiB (default on CUDA: 4 tiny, 8 small)")
+    half = p.add_mutually_exclusive_group()
+    half.add_argument("--half", dest="half", action="store_true", default=None, help="half precision (GPU default)")
+    half.add_argument("--no-half", dest="half", action="store_false", help="full precision")
+    graphs = p.add_mutually_exclusive_group()
+    graphs.add_argument("--cuda-graphs", dest="cuda_graphs", action="store_true", default=None, help="CUDA graphs")
+    graphs.add_argument("--no-cuda-graphs", dest="cuda_graphs", action="store_false", help="plain CUDA launches")
     p.add_argument("--json", help="also write the results as JSON here")
     p.set_defaults(func=cmd_bench)
 

@@ -93,13 +93,18 @@ def resolve_device(
     return device
 
 
-def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager[Any]:
-    """``torch.autocast`` to ``dtype`` on ``device``'s type, or a no-op context for ``dtype=None`` (full precision)."""
+def autocast(
+    device: torch.device, dtype: torch.dtype | None, *, cache: bool = True
+) -> contextlib.AbstractContextManager[Any]:
+    """``torch.autocast`` to ``dtype`` on ``device``'s type, or a no-op context for ``dtype=None`` (full precision).
+
+    ``cache=False`` turns off autocast's cache of cast weights (required while capturing CUDA graphs).
+    """
     if dtype is None:
         return contextlib.nullcontext()
     import torch
 
-    return torch.autocast(device.type, dtype=dtype)
+    return torch.autocast(device.type, dtype=dtype, cache_enabled=cache)
 
 
 # ---------------------------------------------------------------------------------------------------------------------

@@ -26,7 +26,15 @@ from estinet import runtime
 from estinet.config import ModelConfig, preset_config
 from estinet.data.windows import window_indices
 from estinet.errors import DerainError
-from estinet.inference.plan import OFFICIAL_ALIGN, Plan, align_up, default_tile_margin, footprint, plan_frames
+from estinet.inference.plan import (
+    DEFAULT_CUDA_CAP_GIB,
+    OFFICIAL_ALIGN,
+    Plan,
+    align_up,
+    default_tile_margin,
+    footprint,
+    plan_frames,
+)
 from estinet.inference.stream import StreamStats, official_window, stage_clock, stream, window_displacements
 from estinet.inference.tiles import Tiler
 from estinet.models.estinet import PAD_MULTIPLE, ESTINet
@@ -136,8 +144,8 @@ class Derainer:
             the per-frame features).
         half: half precision: fp16 autocast on CUDA, bf16 autocast on CPU. None: on for CUDA, off for CPU.
         batch: at most this many frames per per-frame call and windows per ``window_forward`` call (halved while it
-            does not fit in memory; None: 1 on CPU, where 2 measured slower, and on CUDA the largest of 8, 4, 2, 1
-            that fits). Outputs do not depend on it beyond float rounding.
+            does not fit in memory; None: 1 on CPU, where 2 measured slower, and on CUDA the largest of 32, ..., 1
+            that fits under max_memory). Outputs do not depend on it beyond float rounding.
         threads: ``torch.set_num_threads(threads)`` (process-wide) when given.
         channels_last: channels_last convolution weights (None: on; measured 1.3-1.5x faster on a CPU for ``tiny``,
             and the usual layout for convolutions on GPUs).
@@ -147,6 +155,11 @@ class Derainer:
         variant: the architecture the weights must have (e.g. ``estinet``, ``official``); None accepts any.
         keep_freed_memory: on CPU, make glibc keep freed memory for reuse (process-wide, see
             :mod:`estinet.allocator`).
+        max_memory: the most GiB the memory plan's estimated peak may reach (tiles and batch are chosen under it).
+            None: on CUDA the preset's default (:data:`~estinet.inference.plan.DEFAULT_CUDA_CAP_GIB`: 4 for
+            ``tiny``, 8 for ``small``), elsewhere no cap beyond half of the available memory.
+        cuda_graphs: replay the whole-frame per-frame and per-window calls as CUDA graphs (a short last batch is
+            padded to the plan's batch). None: on for CUDA with models that have per-frame terms; needs CUDA.
 
     Raises:
         WeightsError: weights that cannot be loaded (missing, corrupt, another architecture).
@@ -171,6 +184,8 @@ class Derainer:
         profile: bool = False,
         variant: str | None = None,
         keep_freed_memory: bool = True,
+        max_memory: float | None = None,
+        cuda_graphs: bool | None = None,
     ) -> None:
         if threads is not None:
             _check_count("threads", threads, minimum=1)
@@ -215,8 +230,28 @@ class Derainer:
             self.amp_dtype = torch.float16 if self.device.type == "cuda" else torch.bfloat16
         self.channels_last = True if channels_last is None else bool(channels_last)
         self.profile = profile
+        if max_memory is not None and (isinstance(max_memory, bool) or not max_memory > 0):
+            raise DerainError(f"max_memory must be a positive number of GiB, got {max_memory!r}")
+        if max_memory is None and self.device.type == "cuda":
+            max_memory = DEFAULT_CUDA_CAP_GIB.get(config.preset)
+        self.max_memory = max_memory
+        """The plan's memory cap in GiB (None: none beyond half of what is available)."""
+        graphable = not self.is_official and config.variant != "sicm-2dcnn"
+        if cuda_graphs and self.device.type != "cuda":
+            raise DerainError(f"cuda_graphs needs a CUDA device, not {self.device}; pass cuda_graphs=None or False")
+        if cuda_graphs and not graphable:
+            raise DerainError(f"cuda_graphs is not supported for the {config.variant!r} variant; pass None or False")
+        self.cuda_graphs = bool(self.device.type == "cuda" and graphable if cuda_graphs is None else cuda_graphs)
         self.model = prepare_model(model, self.device, self.channels_last)
-        self.tiler = Tiler(self.model, self.align, config.temporal_stride, self.device, self.amp_dtype)
+        self.tiler = Tiler(
+            self.model,
+            self.align,
+            config.temporal_stride,
+            self.device,
+            self.amp_dtype,
+            batched_align=self.device.type == "cuda",
+            cuda_graphs=self.cuda_graphs,
+        )
         """The per-frame and per-window calls, whole or in tiles."""
         half_precision = self.amp_dtype is not None
         self.footprint = footprint(config, window_size=self.window_size, official=self.is_official, half=half_precision)
@@ -265,7 +300,8 @@ class Derainer:
         precision = {None: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}[self.amp_dtype]
         return (
             f"Derainer(variant={self.config.variant!r}, preset={self.config.preset!r}, device={str(self.device)!r}, "
-            f"precision={precision}, motion={self.motion}, tile={self.tile}, batch={self.batch})"
+            f"precision={precision}, motion={self.motion}, tile={self.tile}, batch={self.batch}, "
+            f"max_memory={self.max_memory}, cuda_graphs={self.cuda_graphs})"
         )
 
     def plan_for(self, height: int, width: int, available: int | None = None) -> Plan:
@@ -291,6 +327,7 @@ class Derainer:
             batch=self.batch,
             device=self.device,
             available=available,
+            cap=None if self.max_memory is None else int(self.max_memory * 2**30),
         )
 
     def _window(self, num_frames: int, centre: int) -> list[int]:

@@ -20,6 +20,8 @@ from estinet.errors import DerainError
 from estinet.models.estinet import PAD_MULTIPLE
 
 __all__ = [
+    "CUDA_BATCHES",
+    "DEFAULT_CUDA_CAP_GIB",
     "MEMORY_SAFETY",
     "OFFICIAL_ALIGN",
     "OFFICIAL_TILE_MARGIN",
@@ -57,6 +59,12 @@ WORK_BYTES_PER_PIXEL: dict[str, tuple[float, float]] = {
 precision is not counted as halving it. Custom widths are scaled by their SICM feature channels."""
 
 _DEFAULT_AVAILABLE = 8 << 30  # assumed when /proc/meminfo cannot be read
+
+CUDA_BATCHES = (32, 16, 8, 4, 2, 1)
+"""Batches the automatic CUDA plan tries, largest first (with CUDA graphs the per-frame cost falls up to about 32)."""
+
+DEFAULT_CUDA_CAP_GIB: dict[str, float] = {"tiny": 4.0, "small": 8.0}
+"""The memory cap (GiB of estimated peak) of the automatic CUDA plan by preset when none is given."""
 
 
 def align_up(value: int, multiple: int) -> int:
@@ -181,10 +189,10 @@ def footprint(config: ModelConfig, *, window_size: int, official: bool, half: bo
 
 
 def _batch_options(batch: int | None, device: torch.device) -> list[int]:
-    """Batches to try, largest first: a given batch halved while it does not fit; 8..1 on CUDA; 1 on CPU."""
+    """Batches to try, largest first: a given batch halved while it does not fit; 32..1 on CUDA; 1 on CPU."""
     if batch is not None:
         return sorted({max(1, batch >> k) for k in range(batch.bit_length())}, reverse=True)
-    return [8, 4, 2, 1] if device.type == "cuda" else [1]
+    return list(CUDA_BATCHES) if device.type == "cuda" else [1]
 
 
 def plan_frames(
@@ -197,6 +205,7 @@ def plan_frames(
     batch: int | None,
     device: torch.device,
     available: int | None = None,
+    cap: int | None = None,
 ) -> Plan:
     """Choose tiles and batch for frames of ``height`` x ``width``.
 
@@ -209,6 +218,8 @@ def plan_frames(
         batch: the largest batch to use (None: automatic).
         device: where it runs.
         available: bytes available (default: :func:`available_memory` of ``device``).
+        cap: the most bytes the plan's estimated peak may reach (``--max-memory``), or None (no cap beyond
+            :data:`MEMORY_SAFETY` of the available memory).
 
     Returns:
         The :class:`Plan`.
@@ -219,6 +230,8 @@ def plan_frames(
     if available is None:
         available = available_memory(device)
     budget = (available if available is not None else _DEFAULT_AVAILABLE) * MEMORY_SAFETY
+    if cap is not None:
+        budget = min(budget, cap)
     align = fp.align
     hp, wp = align_up(height, fp.pad_multiple), align_up(width, fp.pad_multiple)
     half_window = fp.window_size // 2
@@ -263,8 +276,12 @@ def plan_frames(
         if need(count, size) <= budget:
             return make(size, count)
     gib = need(count, size) / 2**30
+    limit = (
+        f"the {budget / 2**30:.1f} GiB memory cap (max_memory; raise it)"
+        if cap is not None and cap <= budget
+        else f"{budget / 2**30:.1f} GiB ({MEMORY_SAFETY:.0%} of what is available)"
+    )
     raise DerainError(
-        f"frames of {width}x{height} need about {gib:.1f} GiB even in {size}-pixel tiles, but only "
-        f"{budget / 2**30:.1f} GiB ({MEMORY_SAFETY:.0%} of what is available) may be used; use a smaller preset, "
-        "half precision (half=True), a GPU with more memory, or downscale the video"
+        f"frames of {width}x{height} need about {gib:.1f} GiB even in {size}-pixel tiles, but only {limit} may be "
+        "used; use a smaller preset, half precision (half=True), a GPU with more memory, or downscale the video"
     )

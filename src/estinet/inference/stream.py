@@ -1,17 +1,17 @@
 """The streaming ring buffer: frames in one at a time, derained frames out one at a time (SPEC §2).
 
 Memory stays flat in the video's length. Each incoming frame's displacement to the previous frame is estimated once
-(:class:`~estinet.models.motion.StreamingMotion`) and accumulated into a float64 position relative to the first
-frame; the frame is padded once and its per-frame terms (``frame_features``: SICM, the per-frame half of the coarse
-head, STIM's frame gates) are computed once. Frame, terms and position go into a ring buffer. Output frame ``t``
-uses the window ``window_indices(N, t, size)`` (reflection at the ends: ``[2, 1, 0, 1, 2]`` for ``t = 0``) and is
-computed as soon as frame ``t + size // 2`` has arrived (from then on its reflected indices cannot depend on the
-video's length N) or when the stream ends. A window's displacements relative to its centre are ``position[j] -
-position[t]`` for the *real* frame ``j`` behind each entry, so a reflected neighbour is aligned exactly as that real
-frame would be. Only ``window_forward`` (alignment, STIM, head, ESTM) runs per window. With ``batch`` B > 1 the
-per-frame work runs on groups of B frames and B consecutive windows share one ``window_forward`` call (this matters
-on GPUs, where small calls are launch-bound). The buffer holds at most ``2 * (size // 2) + 2 * B - 1`` frames (5
-for the 5-frame models with ``batch=1``).
+(:class:`~estinet.models.motion.StreamingMotion`, a batch of frames at a time) and accumulated into a float64
+position relative to the first frame; the frame is padded once and its per-frame terms (``frame_features``: SICM,
+the per-frame half of the coarse head, STIM's frame gates) are computed once. Frame, terms and position go into a
+ring buffer. Output frame ``t`` uses the window ``window_indices(N, t, size)`` (reflection at the ends: ``[2, 1, 0,
+1, 2]`` for ``t = 0``) and is computed as soon as frame ``t + size // 2`` has arrived (from then on its reflected
+indices cannot depend on the video's length N) or when the stream ends. A window's displacements relative to its
+centre are ``position[j] - position[t]`` for the *real* frame ``j`` behind each entry, so a reflected neighbour is
+aligned exactly as that real frame would be. Only ``window_forward`` (alignment, STIM, head, ESTM) runs per window.
+With ``batch`` B > 1 the per-frame work runs on groups of B frames and B consecutive windows share one
+``window_forward`` call (this matters on GPUs, where small calls are launch-bound). The buffer holds at most ``2 *
+(size // 2) + 2 * B - 1`` frames (5 for the 5-frame models with ``batch=1``).
 
 The authors' release has no per-frame terms: its slots hold only the frames, and every window runs the whole
 network (through the same seam). Its windows are our reflection, or the release's own padding rule
@@ -132,22 +132,40 @@ class _Run:
     pad_multiple: int
     stats: StreamStats
     clock: Callable[[str], contextlib.AbstractContextManager[None]]
+    motion: StreamingMotion | None = None
     slots: dict[int, Slot] = field(default_factory=dict)
-    pending: list[tuple[Tensor, Tensor]] = field(default_factory=list)  # (frame, position) of unprocessed frames
+    pending: list[Tensor] = field(default_factory=list)  # frames awaiting their per-frame work
     plan: Plan | None = None
     size: tuple[int, int] = (0, 0)
     count: int = 0  # frames read
+    position: Tensor = field(default_factory=lambda: torch.zeros(2, dtype=torch.float64))  # of the latest frame
+
+    def positions(self, frames: Tensor) -> list[Tensor]:
+        """Positions (2,) float64 of consecutive ``frames`` (N, 3, H, W): one batched motion estimate, one transfer
+        to the host, then the same sequential float64 sum as frame-by-frame estimation."""
+        if self.motion is None:
+            return [self.position] * frames.shape[0]
+        with self.clock("motion"), torch.inference_mode():
+            steps = self.motion.push_sequence(frames).to("cpu", torch.float64)  # (N, 2)
+        out = []
+        for step in steps:
+            self.position = self.position + step
+            out.append(self.position)
+        return out
 
     def per_frame(self) -> None:
-        """Pad the pending frames and compute their per-frame terms in one call; move them into the buffer."""
+        """Estimate the pending frames' motion and compute their per-frame terms in one call each; move them into
+        the buffer."""
         if not self.pending:
             return
         assert self.plan is not None
         first = self.count - len(self.pending)
+        frames = torch.stack(self.pending)  # (N, 3, H, W)
+        positions = self.positions(frames)
         with self.clock("features"), torch.inference_mode():
-            padded, _ = pad_to_multiple(torch.stack([frame for frame, _ in self.pending]), self.pad_multiple)
+            padded, _ = pad_to_multiple(frames, self.pad_multiple)
             full, low = self.tiler.frame_features(padded, self.plan)  # (N, 3, Hp, Wp), (N, C, Hp/s, Wp/s)
-        for k, (_, position) in enumerate(self.pending):
+        for k, position in enumerate(positions):
             self.slots[first + k] = Slot(
                 padded[k], full[k] if full.numel() else full, low[k] if low.numel() else low, position
             )
@@ -207,9 +225,8 @@ def stream(
     Raises:
         DerainError: for an empty stream (and as ``check``).
     """
-    run = _Run(tiler, pad_multiple, stats, lambda stage: stage_clock(stats, stage, tiler.device, profile))
+    run = _Run(tiler, pad_multiple, stats, lambda stage: stage_clock(stats, stage, tiler.device, profile), motion)
     half_window = window_size // 2
-    position = torch.zeros(2, dtype=torch.float64)
     next_out = 0  # next frame to output
 
     def evict() -> None:
@@ -221,10 +238,7 @@ def stream(
         if run.plan is None:
             run.size = (int(frame.shape[-2]), int(frame.shape[-1]))
             run.plan = stats.plan = plan_for(*run.size)
-        if motion is not None:
-            with run.clock("motion"), torch.inference_mode():
-                position = position + motion.push(frame[None])[0].to("cpu", torch.float64)  # (2,)
-        run.pending.append((frame, position))
+        run.pending.append(frame)
         run.count += 1
         stats.frames_in = run.count
         if len(run.pending) < run.plan.batch:  # per-frame work runs on groups of `batch` frames

@@ -16,16 +16,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
 
 from estinet import runtime
+from estinet.inference.graphs import GraphedCall
 from estinet.inference.plan import Plan, align_up
 from estinet.models.estinet import PAD_MULTIPLE
-from estinet.models.motion import centre_shifts, translate_into
+from estinet.models.motion import centre_shifts, translate_batch_into, translate_into
 
 if TYPE_CHECKING:
     from estinet.inference.stream import Slot
@@ -71,6 +72,12 @@ class Tiler:
         stride: the model's ``temporal_stride`` (resolution of the ``low`` per-frame terms).
         device: where the model runs.
         amp_dtype: autocast dtype, or None for full precision.
+        batched_align: align a batch of windows with a fixed number of kernels
+            (:func:`~estinet.models.motion.translate_batch_into`) instead of a few calls per frame (GPUs).
+        cuda_graphs: replay whole-frame calls as CUDA graphs (:mod:`estinet.inference.graphs`), one per call and
+            shape; a short last batch is padded to the plan's batch. Models with per-frame terms only.
+        graphs: the captured graphs by call and shape (filled in as shapes appear).
+        pool: the graphs' shared memory pool (created with the first graph).
     """
 
     model: nn.Module
@@ -78,6 +85,23 @@ class Tiler:
     stride: int
     device: torch.device
     amp_dtype: torch.dtype | None
+    batched_align: bool = False
+    cuda_graphs: bool = False
+    graphs: dict[tuple[Any, ...], GraphedCall] = field(default_factory=dict, compare=False, repr=False)
+    pool: list[Any] = field(default_factory=list, compare=False, repr=False)
+
+    def _graph(self, key: tuple[Any, ...], fn: Any, example: list[Tensor]) -> GraphedCall:
+        """The graph for ``key``, captured from ``example`` inputs on first use (one memory pool per tiler)."""
+        graph = self.graphs.get(key)
+        if graph is None:
+            graph = GraphedCall(fn, example, self.amp_dtype, pool=self.pool[0] if self.pool else None)
+            self.pool[:] = [graph.pool]
+            self.graphs[key] = graph
+        return graph
+
+    def graph_seconds(self) -> float:
+        """Total warm-up and capture time of the graphs so far."""
+        return sum(g.seconds for g in self.graphs.values())
 
     def frame_features(self, padded: Tensor, plan: Plan) -> tuple[Tensor, Tensor]:
         """Per-frame terms of padded frames (N, 3, Hp, Wp), whole or in tiles (pasting the cores).
@@ -88,6 +112,8 @@ class Tiler:
         hp, wp = padded.shape[-2:]
         ys = tile_spans(hp, plan.tile, plan.margin, self.align)
         xs = tile_spans(wp, plan.tile, plan.margin, self.align)
+        if self.cuda_graphs and len(ys) == 1 and len(xs) == 1:
+            return self._graphed_features(padded, plan.batch)
         s = self.stride
         full = low = None
         for y0, y1, py0, py1 in ys:
@@ -128,19 +154,23 @@ class Tiler:
         s = self.stride
         shifts: dict[float, list[list[float]]] = {}
         if disp is not None:  # the shifts align_to_centre applies (so streaming equals the per-window forward)
-            disp_dev = disp.to(self.device)
+            disp_host = disp.detach().to("cpu")  # computed on the host: no device round trip, no synchronisation
             for scale in (1.0, 1.0 / s):
-                shifts[scale] = centre_shifts(disp_dev, scale).detach().to("cpu", torch.float64).tolist()
+                shifts[scale] = centre_shifts(disp_host, scale).to(torch.float64).tolist()
+        batched = self.batched_align
 
         def run(py0: int, py1: int, px0: int, px1: int) -> Tensor:
             # aligned while gathered: one copy per frame instead of a stack and then a translation
-            rainy = _gather(slots, windows, "rainy", (py0, py1, px0, px1), shifts.get(1.0))
-            full = _gather(slots, windows, "full", (py0, py1, px0, px1), shifts.get(1.0))
-            low = _gather(slots, windows, "low", (py0 // s, py1 // s, px0 // s, px1 // s), shifts.get(1.0 / s))
+            rainy = _gather(slots, windows, "rainy", (py0, py1, px0, px1), shifts.get(1.0), batched=batched)
+            full = _gather(slots, windows, "full", (py0, py1, px0, px1), shifts.get(1.0), batched=batched)
+            box = (py0 // s, py1 // s, px0 // s, px1 // s)
+            low = _gather(slots, windows, "low", box, shifts.get(1.0 / s), batched=batched)
             with runtime.autocast(self.device, self.amp_dtype):
                 return self.model.window_forward(rainy, full, low, None)[1]
 
         if len(ys) == 1 and len(xs) == 1:
+            if self.cuda_graphs:
+                return self._graphed_windows(slots, windows, shifts, plan.batch)
             return run(0, hp, 0, wp)
         out = first.new_empty(len(windows), 3, hp, wp)
         for y0, y1, py0, py1 in ys:
@@ -148,6 +178,45 @@ class Tiler:
                 part = run(py0, py1, px0, px1)
                 out[:, :, y0:y1, x0:x1] = part[:, :, y0 - py0 : y1 - py0, x0 - px0 : x1 - px0]
         return out
+
+    def _graphed_features(self, padded: Tensor, batch: int) -> tuple[Tensor, Tensor]:
+        """Whole-frame per-frame terms through a CUDA graph of ``max(batch, N)`` frames (a short batch is padded
+        with copies of its last frame); the terms are copied out of the graph's buffers for the ring buffer."""
+        n = padded.shape[0]
+        size = max(batch, n)
+        if n < size:
+            padded = torch.cat([padded, padded[-1:].expand(size - n, *padded.shape[1:])])
+        key = ("frame", tuple(padded.shape), padded.dtype)
+        graph = self._graph(key, lambda x: tuple(self.model.frame_features(x)), [padded])
+        full, low = graph(padded)
+        return full[:n].clone(), low[:n].clone()
+
+    def _graphed_windows(
+        self, slots: Mapping[int, Slot], windows: list[list[int]], shifts: dict[float, list[list[float]]], batch: int
+    ) -> Tensor:
+        """Whole-frame refined frames (B, 3, Hp, Wp) through a CUDA graph of ``max(batch, B)`` windows; the windows
+        are gathered (and aligned) straight into the graph's input buffers, a short batch padded with its last."""
+        count, size = len(windows), max(batch, len(windows))
+        t = len(windows[0])
+        windows = windows + [windows[-1]] * (size - count)
+        shifts = {scale: rows + rows[-t:] * (size - count) for scale, rows in shifts.items()}
+        s = self.stride
+        first = slots[windows[0][0]]
+        hp, wp = first.rainy.shape[-2:]
+        boxes = {"rainy": (0, hp, 0, wp), "full": (0, hp, 0, wp), "low": (0, hp // s, 0, wp // s)}
+        scales = {"rainy": 1.0, "full": 1.0, "low": 1.0 / s}
+        key = ("window", size, t, *((tuple(getattr(first, a).shape), getattr(first, a).dtype) for a in boxes))
+        graph = self.graphs.get(key)
+        if graph is None:
+            example = [
+                _gather(slots, windows, attr, boxes[attr], shifts.get(scales[attr]), batched=self.batched_align)
+                for attr in boxes
+            ]
+            graph = self._graph(key, lambda r, f, lo: self.model.window_forward(r, f, lo, None)[1], example)
+        else:
+            for attr, static in zip(boxes, graph.inputs, strict=True):
+                _gather(slots, windows, attr, boxes[attr], shifts.get(scales[attr]), out=static, batched=True)
+        return graph.replay()[:count]
 
 
 def _canvas(term: Tensor, count: int, height: int, width: int) -> Tensor:
@@ -161,17 +230,31 @@ def _gather(
     attr: str,
     box: tuple[int, int, int, int],
     shifts: list[list[float]] | None,
+    *,
+    out: Tensor | None = None,
+    batched: bool = False,
 ) -> Tensor:
     """(B, T, C, y1 - y0, x1 - x0): the windows' crops of a slot field, translated onto their centres by ``shifts``
-    ((dy, dx) per window entry, row-major; None: not translated). An empty field gives an empty tensor."""
+    ((dy, dx) per window entry, row-major; None: not translated). An empty field gives an empty tensor.
+
+    ``out``: write into this (B, T, C, h, w) buffer (contiguous) instead of a new one. ``batched``: one stack and a
+    fixed number of kernels for the whole batch (:func:`~estinet.models.motion.translate_batch_into`) instead of a
+    few calls per entry; the results are equal in float32.
+    """
     y0, y1, x0, x1 = box
     if not getattr(slots[windows[0][0]], attr).numel():
         return getattr(slots[windows[0][0]], attr).new_zeros(0)
     crops = [[getattr(slots[j], attr)[:, y0:y1, x0:x1] for j in w] for w in windows]
-    if shifts is None:
-        return torch.stack([torch.stack(row) for row in crops])
     first = crops[0][0]
-    out = first.new_empty(len(windows), len(windows[0]), *first.shape)
+    if out is None:
+        out = first.new_empty(len(windows), len(windows[0]), *first.shape)
+    if shifts is None:
+        torch.stack([crop for row in crops for crop in row], out=out.view(-1, *first.shape))
+        return out
+    if batched:
+        stacked = torch.stack([crop for row in crops for crop in row])  # (B*T, C, h, w)
+        translate_batch_into(out.view(-1, *first.shape), stacked, [(dy, dx) for dy, dx in shifts])
+        return out
     scratch = torch.empty_like(out[0, 0])
     for b, row in enumerate(crops):
         for t, crop in enumerate(row):

@@ -617,6 +617,54 @@ def translate_into(out: Tensor, x: Tensor, dy: float, dx: float, scratch: Tensor
         _shift_axis_into(out, tmp, dx, -1)
 
 
+def _axis_sources(values: list[float], n: int, device: torch.device) -> tuple[Tensor, Tensor, list[float]]:
+    """Per image: the source indices (M, n) of ``out(p) = lerp(x(start), x(end), a)`` along one axis, and ``a``.
+
+    ``start = clamp(p - k)``, ``end = clamp(p - k - 1)`` with ``v = k + a`` split as :func:`_shift_axis_into` does, so
+    interior, edge-replicated and zero-weight outputs are those of the per-image loop.
+    """
+    split = [_split(v, n) for v in values]
+    k = torch.tensor([s[0] for s in split], dtype=torch.int64)[:, None]  # (M, 1)
+    p = torch.arange(n, dtype=torch.int64)[None]  # (1, n)
+    both = torch.stack([(p - k).clamp(0, n - 1), (p - k - 1).clamp(0, n - 1)])  # (2, M, n)
+    both = both.pin_memory() if device.type == "cuda" else both
+    both = both.to(device, non_blocking=True)
+    return both[0], both[1], [s[1] for s in split]
+
+
+def translate_batch_into(out: Tensor, x: Tensor, shifts: list[tuple[float, float]]) -> None:
+    """:func:`translate_into` of M images at once, with a fixed number of kernels (no per-image calls).
+
+    For GPUs, where one small call per image and axis is bound by launches, not arithmetic: two gathers and one
+    ``lerp`` per axis for the whole batch. Equals the per-image loop exactly in float32 (a zero fraction selects the
+    start exactly; edge indices are clamped as the loop replicates them); in half precision the fractions are
+    rounded to the tensor's dtype. No autograd.
+
+    Args:
+        out: (M, C, H, W) destination; must not overlap ``x``.
+        x: (M, C, H, W) source.
+        shifts: M (dy, dx) pairs in pixels, finite.
+    """
+    m, c, h, w = x.shape
+    if m == 0:
+        return
+    if len(shifts) != m:
+        raise ValueError(f"shifts must hold one (dy, dx) per image: {m} images, {len(shifts)} shifts")
+    tmp = torch.empty_like(x, memory_format=torch.contiguous_format)
+    for dim, values, size, src, dst in (
+        (2, [s[0] for s in shifts], h, x, tmp),
+        (3, [s[1] for s in shifts], w, tmp, out),
+    ):
+        start, end, fractions = _axis_sources(values, size, x.device)
+        shape = (m, 1, size, 1) if dim == 2 else (m, 1, 1, size)
+        full = (m, c, size, w) if dim == 2 else (m, c, h, size)
+        a = torch.tensor(fractions, dtype=torch.float32).to(x.dtype)
+        a = (a.pin_memory() if x.device.type == "cuda" else a).to(x.device, non_blocking=True).view(m, 1, 1, 1)
+        first = src.gather(dim, start.view(shape).expand(full))
+        second = src.gather(dim, end.view(shape).expand(full))
+        torch.lerp(first, second, a, out=dst)
+
+
 def centre_shifts(disp: Tensor, scale: float = 1.0) -> Tensor:
     """The :func:`translate` shifts that :func:`align_to_centre` applies: ``-disp * scale``, flattened to (B*T, 2).
 
@@ -757,4 +805,65 @@ class StreamingMotion:
                 f"(batch {previous.spectrum.shape[0]}, size {previous.full_size}); call reset() between videos"
             )
         disp, self.last_confidence = correlate_spectra(previous, current, self.max_shift, self.min_confidence)
+        return disp
+
+    def push_sequence(self, frames: Tensor) -> Tensor:
+        """Add consecutive frames of one stream at once (one spectrum batch, one correlation batch).
+
+        Equals :meth:`push` of each frame in turn (up to the float rounding of batched FFTs) for a stream of one
+        video (batch 1 per push); on a GPU it replaces 2N small calls, and N host synchronisations of a caller that
+        reads every displacement, by two batched calls.
+
+        Args:
+            frames: (N, 3, H, W) consecutive RGB frames in [0, 1] of one stream.
+
+        Returns:
+            (N, 2) (dy, dx) displacement of each frame relative to the one before it (the previous push for the
+            first; zeros for the very first frame of the stream).
+        """
+        _check_rgb(frames, "frames", 4, "(N, 3, H, W)")
+        current = frames_spectrum(frames, self.max_size)
+        previous, n = self._previous, frames.shape[0]
+        if previous is not None and (previous.spectrum.shape[0] != 1 or previous.full_size != current.full_size):
+            raise ValueError(
+                f"frames of shape {tuple(frames.shape)} do not continue the previous frames "
+                f"(batch {previous.spectrum.shape[0]}, size {previous.full_size}); call reset() between videos"
+            )
+        dtype = _working_dtype(frames.dtype)
+        disp = frames.new_zeros(n, 2, dtype=dtype)
+        conf = frames.new_zeros(n, dtype=dtype)
+        first = 0 if previous is not None else 1  # the first frame of the stream has nothing to pair with
+        if first < n:
+            rows = slice(first - 1, n - 1) if first else slice(0, n - 1)
+
+            def cat(before: FrameSpectrum | None, attr: str) -> Tensor:
+                part = getattr(current, attr)[rows]
+                return torch.cat([getattr(before, attr), part]) if before is not None else part
+
+            ref = FrameSpectrum(
+                cat(previous, "spectrum"),
+                cat(previous, "image"),
+                cat(previous, "textured"),
+                current.factor,
+                current.size,
+                current.full_size,
+            )
+            mov = FrameSpectrum(
+                current.spectrum[first:],
+                current.image[first:],
+                current.textured[first:],
+                current.factor,
+                current.size,
+                current.full_size,
+            )
+            disp[first:], conf[first:] = correlate_spectra(ref, mov, self.max_shift, self.min_confidence)
+        self._previous = FrameSpectrum(
+            current.spectrum[n - 1 :],
+            current.image[n - 1 :],
+            current.textured[n - 1 :],
+            current.factor,
+            current.size,
+            current.full_size,
+        )
+        self.last_confidence = conf[n - 1 :]
         return disp
