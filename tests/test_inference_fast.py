@@ -216,3 +216,26 @@ def test_graph_buffers_stream_like_plain_calls(monkeypatch: pytest.MonkeyPatch, 
     assert EagerGraph.captured == 2 and len(derainer.tiler.graphs) == 2
     assert (out - reference).abs().max() < 1e-6
     assert torch.equal(derainer.derain_clip(clip), out) and EagerGraph.captured == 2  # replayed, not captured
+
+
+@pytest.mark.parametrize(
+    "shifts",
+    [[(0.0, 0.0)] * 3, [(0.0, 1.5), (0.0, -2.0), (0.0, 0.0)], [(2.0, 0.0), (-1.0, 0.0), (0.0, 0.0)]],
+    ids=["static", "x only", "whole pixels in y"],
+)
+def test_translate_batch_shortcuts_equal_the_loop(shifts: list[tuple[float, float]]) -> None:
+    x = torch.rand(3, 2, 9, 11, generator=torch.Generator().manual_seed(1))
+    ref = torch.empty_like(x)
+    for i, (dy, dx) in enumerate(shifts):
+        translate_into(ref[i], x[i], dy, dx)
+    out = torch.full_like(x, float("nan"))
+    translate_batch_into(out, x, shifts)
+    assert torch.equal(out, ref)
+
+
+def test_gated_shipped_model_in_bf16_autocast() -> None:
+    """The rain gate's mask is cast to the frames' dtype (half-precision autocast made lerp refuse mixed dtypes)."""
+    clip = moving(5, 32, 48)
+    half = Derainer("tiny", device="cpu", half=True).derain_clip(clip)
+    full = Derainer("tiny", device="cpu").derain_clip(clip)
+    assert half.dtype == torch.float32 and (half - full).abs().max() < 0.05

@@ -182,4 +182,5 @@ class ESTM(nn.Module):
             return refined
         centre = rainy[:, 2]
         evidence = torch.cat([y, coarse[:, 2] - centre, refined - centre], dim=1).detach()  # (N, C + 6, H, W)
-        return torch.lerp(centre, refined, torch.sigmoid(self.gate(evidence)))  # rainy + m * (refined - rainy)
+        mask = torch.sigmoid(self.gate(evidence)).to(refined.dtype)  # half precision under autocast
+        return torch.lerp(centre.to(refined.dtype), refined, mask)  # rainy + m * (refined - rainy)

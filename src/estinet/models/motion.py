@@ -635,8 +635,9 @@ def _axis_sources(values: list[float], n: int, device: torch.device) -> tuple[Te
 def translate_batch_into(out: Tensor, x: Tensor, shifts: list[tuple[float, float]]) -> None:
     """:func:`translate_into` of M images at once, with a fixed number of kernels (no per-image calls).
 
-    For GPUs, where one small call per image and axis is bound by launches, not arithmetic: two gathers and one
-    ``lerp`` per axis for the whole batch. Equals the per-image loop exactly in float32 (a zero fraction selects the
+    For GPUs, where one small call per image and axis is bound by launches, not arithmetic: per axis along which any
+    image moves, two gathers and one ``lerp`` for the whole batch (one gather for whole-pixel shifts; a static batch
+    is one copy). Equals the per-image loop exactly in float32 (a zero fraction selects the
     start exactly; edge indices are clamped as the loop replicates them); in half precision the fractions are
     rounded to the tensor's dtype. No autograd.
 
@@ -645,24 +646,38 @@ def translate_batch_into(out: Tensor, x: Tensor, shifts: list[tuple[float, float
         x: (M, C, H, W) source.
         shifts: M (dy, dx) pairs in pixels, finite.
     """
-    m, c, h, w = x.shape
+    m = x.shape[0]
     if m == 0:
         return
     if len(shifts) != m:
         raise ValueError(f"shifts must hold one (dy, dx) per image: {m} images, {len(shifts)} shifts")
-    tmp = torch.empty_like(x, memory_format=torch.contiguous_format)
-    for dim, values, size, src, dst in (
-        (2, [s[0] for s in shifts], h, x, tmp),
-        (3, [s[1] for s in shifts], w, tmp, out),
-    ):
-        start, end, fractions = _axis_sources(values, size, x.device)
-        shape = (m, 1, size, 1) if dim == 2 else (m, 1, 1, size)
-        full = (m, c, size, w) if dim == 2 else (m, c, h, size)
-        a = torch.tensor(fractions, dtype=torch.float32).to(x.dtype)
-        a = (a.pin_memory() if x.device.type == "cuda" else a).to(x.device, non_blocking=True).view(m, 1, 1, 1)
-        first = src.gather(dim, start.view(shape).expand(full))
-        second = src.gather(dim, end.view(shape).expand(full))
-        torch.lerp(first, second, a, out=dst)
+    ys, xs = [s[0] for s in shifts], [s[1] for s in shifts]
+    moved_y, moved_x = any(v != 0 for v in ys), any(v != 0 for v in xs)
+    if not moved_y and not moved_x:  # a static camera: a copy, as the loop does
+        out.copy_(x)
+        return
+    if moved_y and moved_x:
+        tmp = torch.empty_like(x, memory_format=torch.contiguous_format)
+        _shift_batch_axis(tmp, x, ys, 2)
+        _shift_batch_axis(out, tmp, xs, 3)
+    else:
+        _shift_batch_axis(out, x, ys if moved_y else xs, 2 if moved_y else 3)
+
+
+def _shift_batch_axis(out: Tensor, x: Tensor, values: list[float], dim: int) -> None:
+    """``out(p) = x(p - v)`` along ``dim`` (2 or 3) with one ``v`` per image (see :func:`translate_batch_into`)."""
+    m, c, h, w = x.shape
+    size = x.shape[dim]
+    start, end, fractions = _axis_sources(values, size, x.device)
+    shape = (m, 1, size, 1) if dim == 2 else (m, 1, 1, size)
+    full = (m, c, size, w) if dim == 2 else (m, c, h, size)
+    first = x.gather(dim, start.view(shape).expand(full))
+    if not any(fractions):  # whole-pixel shifts: the gathered start is the result
+        out.copy_(first)
+        return
+    a = torch.tensor(fractions, dtype=torch.float32).to(x.dtype)
+    a = (a.pin_memory() if x.device.type == "cuda" else a).to(x.device, non_blocking=True).view(m, 1, 1, 1)
+    torch.lerp(first, x.gather(dim, end.view(shape).expand(full)), a, out=out)
 
 
 def centre_shifts(disp: Tensor, scale: float = 1.0) -> Tensor:
