@@ -201,6 +201,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", default="docs/results/bench-gpu", help="output stem (.json and .md)")
     parser.add_argument("--quick", action="store_true", help="a few frames per row (a smoke test)")
+    parser.add_argument("--default-only", action="store_true", help="only the default-plan rows, no file run")
     args = parser.parse_args()
     if not torch.cuda.is_available():
         print("bench_gpu.py needs a CUDA device", file=sys.stderr)
@@ -235,6 +236,8 @@ def main() -> int:
         ("fast path, batch 4", "small", full_hd, n_hd, {"batch": 4, "max_memory": 32.0}),
         ("main before (emulated)", "tiny", full_hd, n_hd // 2, {"old_path": True}),
     ]
+    if args.default_only:
+        plan = [row for row in plan if not row[4]]
     machine = machine_description("cuda")
     peaks = {"fp32": matmul_peak_gflops(torch.device("cuda"))}
     a = torch.randn(8192, 8192, device="cuda", dtype=torch.float16)
@@ -264,6 +267,9 @@ def main() -> int:
             torch.cuda.empty_cache()
         print(json.dumps(rows[-1]), flush=True)
         save()
+    if args.default_only:
+        print(markdown(rows, machine, peaks))
+        return 0
     try:
         rows.append(per_window_row("tiny", vga, 64 // scale))
     except Exception as exc:

@@ -254,7 +254,13 @@ class Derainer:
         )
         """The per-frame and per-window calls, whole or in tiles."""
         half_precision = self.amp_dtype is not None
-        self.footprint = footprint(config, window_size=self.window_size, official=self.is_official, half=half_precision)
+        self.footprint = footprint(
+            config,
+            window_size=self.window_size,
+            official=self.is_official,
+            half=half_precision,
+            graphs=self.cuda_graphs,
+        )
         gm = getattr(self.model, "motion", None)
         self._motion_args: dict[str, Any] = {
             "max_shift": getattr(gm, "max_shift", None),
