@@ -19,7 +19,8 @@ from estinet import runtime
 __all__ = ["GraphedCall"]
 
 WARMUP_CALLS = 2
-"""Eager calls on a side stream before capture (cuDNN picks its algorithms, lazy state is created)."""
+"""Eager calls on a side stream before capture (lazy state is created), on the inputs' first item: every input's
+first dimension is the batch."""
 
 
 class GraphedCall:
@@ -27,7 +28,7 @@ class GraphedCall:
 
     Args:
         fn: the function; it must not synchronise with the host nor branch on tensor values.
-        example: its inputs; copied into the static input buffers (their shapes, dtypes and layouts are kept).
+        example: its inputs, batch first; copied into the static input buffers (shapes, dtypes, layouts kept).
         amp_dtype: autocast dtype during capture (the weight-cast cache off, as graphs require), or None.
         pool: a memory pool shared with other graphs (``torch.cuda.graph_pool_handle()``), or None for a new one.
 
@@ -49,8 +50,8 @@ class GraphedCall:
         side = torch.cuda.Stream(device)
         side.wait_stream(torch.cuda.current_stream(device))
         with torch.cuda.stream(side), runtime.autocast(device, amp_dtype, cache=False):
-            for _ in range(WARMUP_CALLS):
-                fn(*self.inputs)
+            for _ in range(WARMUP_CALLS):  # on the first item only: an eager call of the whole batch would peak
+                fn(*[t[:1] for t in self.inputs])  # at the eager footprint, several times the graph's (bench-gpu.md)
         torch.cuda.current_stream(device).wait_stream(side)
         self.pool = torch.cuda.graph_pool_handle() if pool is None else pool
         self.graph = torch.cuda.CUDAGraph()
