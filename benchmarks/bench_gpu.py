@@ -3,10 +3,11 @@
 One process, one model at a time (a fresh :class:`~estinet.inference.Derainer` per row, its memory released before
 the next), frames already on the GPU for the streaming rows (a pool of 16 random frames cycled, motion compensation
 on unless a row says otherwise), then an H.264-to-H.264 file run at 640x480 with its stage times. Each row runs an
-untimed warm-up first (where CUDA graphs are captured; their capture time is reported), then the timed frames between
-two ``torch.cuda.synchronize`` calls. Peak memory is ``torch.cuda.max_memory_allocated`` over the timed run (the
-graphs' pools and the ring buffer included). "main before" rows emulate the path this replaces: 8 frames/windows per
-call, one small translation per frame and field, no graphs.
+untimed warm-up first (where CUDA graphs are captured; their capture time is reported), then the timed frames
+between two ``torch.cuda.synchronize`` calls. Peak memory is ``torch.cuda.max_memory_allocated`` over the warm-up
+and the timed run: a graph's intermediates are allocated while it is captured (in the warm-up) and are not
+allocations during replays, so a peak over the timed run alone misses them. "main before" rows emulate the path this
+replaces: 8 frames/windows per call, one small translation per frame and field, no graphs.
 
     python benchmarks/bench_gpu.py --out docs/results/bench-gpu   # writes bench-gpu.json and bench-gpu.md
 
@@ -69,10 +70,11 @@ def streaming_row(
     if old_path:
         derainer.tiler = dataclasses.replace(derainer.tiler, batched_align=False)
     h, w = size
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
     for _ in derainer.derain_tensors(iter(frames_on_gpu(warmup, h, w, device))):
         pass
     torch.cuda.synchronize()
-    torch.cuda.reset_peak_memory_stats()
     clip = frames_on_gpu(frames, h, w, device)
     torch.cuda.synchronize()
     start = time.perf_counter()
@@ -93,7 +95,8 @@ def streaming_row(
         "capture_s": round(derainer.tiler.graph_seconds(), 2),
         "frames": frames,
         "fps": frames / seconds,
-        "peak_gib": torch.cuda.max_memory_allocated() / 2**30,
+        "peak_gib": torch.cuda.max_memory_allocated() / 2**30,  # warm-up (graph capture) and timed run
+        "reserved_gib": torch.cuda.max_memory_reserved() / 2**30,
         "max_memory_gib": derainer.max_memory,
         "estimated_gib": plan.estimated_bytes / 2**30 if plan else None,
     }

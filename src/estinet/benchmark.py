@@ -55,7 +55,7 @@ class BenchResult:
         height: frame height.
         width: frame width.
         fps: output frames per second.
-        peak_mib: peak memory in MiB (resident set on CPU, allocated on CUDA).
+        peak_mib: peak memory in MiB (resident set on CPU; on CUDA allocated, over the warm-up and the timed run).
         gflops_per_frame: counted GFLOPs per output frame in this mode.
         peak_share: achieved FLOP rate / measured matrix-multiply peak.
         precision: ``fp32``, ``fp16`` or ``bf16`` (autocast).
@@ -198,11 +198,11 @@ def _measure(
         _sync(device)
         return time.perf_counter() - t0
 
+    if device.type == "cuda":  # the peak includes the warm-up: CUDA graphs allocate their memory while captured
+        torch.cuda.reset_peak_memory_stats(device)
     run(warmup, on_clip=False)  # random frames through the streaming path
     if mode == "end-to-end":
         run(frames, on_clip=True)  # one untimed pass of the clip
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
     setup = derainer.tiler.graph_seconds()
     seconds = run(frames, on_clip=True)
     if device.type == "cuda":

@@ -259,7 +259,7 @@ class Derainer:
             window_size=self.window_size,
             official=self.is_official,
             half=half_precision,
-            graphs=self.cuda_graphs,
+            cuda=self.device.type == "cuda",
         )
         gm = getattr(self.model, "motion", None)
         self._motion_args: dict[str, Any] = {

@@ -21,8 +21,8 @@ from estinet.models.estinet import PAD_MULTIPLE
 
 __all__ = [
     "CUDA_BATCHES",
+    "CUDA_HALF_WINDOW_BYTES_PER_PIXEL",
     "DEFAULT_CUDA_CAP_GIB",
-    "GRAPHED_HALF_WINDOW_BYTES_PER_PIXEL",
     "MEMORY_SAFETY",
     "OFFICIAL_ALIGN",
     "OFFICIAL_TILE_MARGIN",
@@ -59,11 +59,12 @@ WORK_BYTES_PER_PIXEL: dict[str, tuple[float, float]] = {
 (fp32 and fp16 autocast) measurements in docs/results/streaming.md, rounded up. Autocast keeps fp32 copies, so half
 precision is not counted as halving it. Custom widths are scaled by their SICM feature channels."""
 
-GRAPHED_HALF_WINDOW_BYTES_PER_PIXEL: dict[str, float] = {"tiny": 300.0, "small": 1000.0}
-"""Peak working memory (bytes per padded pixel) of one window's forward with fp16 autocast replayed as a CUDA graph,
-the ring buffer not included: the growth of the peak per unit of batch in docs/results/bench-gpu.md (H200; tiny at
-640x480, batches 8-64, and at 1920x1080, batches 1 and 8: 240-280; small at 640x480, batches 8 and 32: about 920),
-rounded up. A graph's pool reuses memory across the call, so this is a quarter of the eager estimate."""
+CUDA_HALF_WINDOW_BYTES_PER_PIXEL: dict[str, float] = {"tiny": 700.0, "small": 1400.0}
+"""Peak working memory (bytes per padded pixel) of one window's forward on CUDA with fp16 autocast, the ring buffer
+not included, measured on an H200 (docs/results/bench-gpu.md, notes): tiny 600 (eager, batch 8 at 640x480) and 664
+(the capture of a batch-4 CUDA graph at 1920x1080, whose pool holds the same as an eager call), small 1300 (eager,
+batch 8 at 640x480); rounded up. Below the cross-device figures of :data:`WORK_BYTES_PER_PIXEL`, which include fp32
+CPU runs."""
 
 _DEFAULT_AVAILABLE = 8 << 30  # assumed when /proc/meminfo cannot be read
 
@@ -172,7 +173,7 @@ class Footprint:
     max_window_pixels: int | None
 
 
-def footprint(config: ModelConfig, *, window_size: int, official: bool, half: bool, graphs: bool = False) -> Footprint:
+def footprint(config: ModelConfig, *, window_size: int, official: bool, half: bool, cuda: bool = False) -> Footprint:
     """The :class:`Footprint` of a model with ``config`` (``official``: the authors' release).
 
     Args:
@@ -180,8 +181,8 @@ def footprint(config: ModelConfig, *, window_size: int, official: bool, half: bo
         window_size: frames per window.
         official: the authors' release (frames unpadded, no per-frame terms, cores aligned to 32).
         half: half-precision autocast (per-frame terms stored in 2 bytes).
-        graphs: whole-frame calls replayed as CUDA graphs (with ``half``: the measured
-            :data:`GRAPHED_HALF_WINDOW_BYTES_PER_PIXEL` for the presets that have one).
+        cuda: the model runs on CUDA (with ``half``: the measured :data:`CUDA_HALF_WINDOW_BYTES_PER_PIXEL` for the
+            presets that have one).
     """
     rainy = 3 * 4.0
     if official:
@@ -192,8 +193,8 @@ def footprint(config: ModelConfig, *, window_size: int, official: bool, half: bo
     element = 2.0 if half else 4.0
     low = 0.0 if config.variant == "sicm-2dcnn" else 16 * config.hidden_channels / config.temporal_stride**2
     ff, wf = WORK_BYTES_PER_PIXEL[config.preset]
-    if graphs and half and config.preset in GRAPHED_HALF_WINDOW_BYTES_PER_PIXEL:
-        wf = GRAPHED_HALF_WINDOW_BYTES_PER_PIXEL[config.preset]
+    if cuda and half and config.preset in CUDA_HALF_WINDOW_BYTES_PER_PIXEL:
+        wf = CUDA_HALF_WINDOW_BYTES_PER_PIXEL[config.preset]
     scale = config.feature_channels / preset_config("estinet", config.preset).feature_channels
     stored = rainy + element * (3 + low)  # FrameFeatures.full is the 3-channel per-frame residual term
     return Footprint(window_size, PAD_MULTIPLE, PAD_MULTIPLE, stored, ff * scale, wf * scale, None)
