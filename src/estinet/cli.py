@@ -91,15 +91,71 @@ def _pick(args: argparse.Namespace, names: Sequence[str]) -> dict[str, Any]:
     return {name: getattr(args, name) for name in names}
 
 
+MANY_OPTIONS = ("output_format", "report", "jobs", "ray")
+"""``derain`` options that only many-video runs take: any of them asks for one (an output folder)."""
+
+MANY_VIDEO_OPTIONS = ("overwrite", "lossless", "crf", "x264_preset", "keep_partial_input", "max_retries")
+"""``derain`` options that are :func:`~estinet.inference.batch.derain_many` arguments of the same name."""
+
+
 def cmd_derain(args: argparse.Namespace) -> int:
-    """Derain a video, frame folder or image (streaming, tiled when large)."""
+    """Derain a video, frame folder or image (streaming, tiled when large); or many into a folder."""
     from estinet.checkpoint import default_weights
+    from estinet.inference.batch import is_many
+
+    if is_many(args.inputs, inputs_from=args.inputs_from) or any(getattr(args, n) is not None for n in MANY_OPTIONS):
+        return _derain_many(args)
     from estinet.inference import Derainer
     from estinet.inference.video import report
 
     derainer = Derainer(args.weights or default_weights(), **_pick(args, DERAINER_OPTIONS))
-    report(derainer, args.input, args.output, progress=not args.quiet, **_pick(args, VIDEO_OPTIONS))
+    report(derainer, args.inputs[0], args.output, progress=not args.quiet, **_pick(args, VIDEO_OPTIONS))
     return 0
+
+
+def _print_result(result: Any) -> None:
+    """One line per input of a many-video run: stdout for done and skipped ones, stderr for failures."""
+    if result.status == "failed":
+        print(f"estinet: error: {result.input} failed: {result.error}", file=sys.stderr, flush=True)
+    elif result.status == "skipped":
+        print(f"skipped {result.output} (already there; --overwrite redoes it)", flush=True)
+    else:
+        fps = result.frames / result.seconds if result.seconds else float("inf")
+        print(
+            f"wrote {result.output} ({result.frames} frames in {result.seconds:.1f} s, {fps:.2f} frames/s, "
+            f"{result.worker})",
+            flush=True,
+        )
+
+
+def _derain_many(args: argparse.Namespace) -> int:
+    """Many inputs into the folder ``-o``; exit code 1 when any input failed."""
+    from estinet.checkpoint import default_weights
+    from estinet.errors import DerainError
+    from estinet.inference.batch import derain_many
+
+    if args.compare:
+        raise DerainError("--compare works with one input; derain the video you want to compare on its own")
+    outcome = derain_many(
+        args.inputs,
+        args.output,
+        inputs_from=args.inputs_from,
+        weights=args.weights or default_weights(),
+        output_format=args.output_format or "mp4",
+        report=args.report,
+        jobs=args.jobs,
+        ray=args.ray,
+        progress=not args.quiet,
+        on_result=_print_result,
+        **_pick(args, DERAINER_OPTIONS),
+        **_pick(args, MANY_VIDEO_OPTIONS),
+    )
+    counts = outcome.counts()
+    print(
+        f"{counts['ok']} derained, {counts['skipped']} skipped, {counts['failed']} failed of {len(outcome.files)} "
+        f"inputs in {outcome.seconds:.1f} s; report: {outcome.path}"
+    )
+    return 1 if outcome.failed else 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -206,16 +262,38 @@ def _add_derain(sub: Subcommands) -> None:
     """The ``derain`` command's arguments."""
     from estinet.data.video_io import X264_PRESETS
 
-    p = sub.add_parser("derain", help="remove rain from a video, frame folder or image")
-    p.add_argument("input", help="video file, folder of frames, or image")
-    p.add_argument("-o", "--output", required=True, help="output: .mp4/.mkv video, or a folder for PNG frames")
+    p = sub.add_parser(
+        "derain",
+        help="remove rain from a video, frame folder or image, or from many videos into a folder",
+        description="Remove rain from one video, frame folder or image (-o names the output), or from many videos "
+        "into the folder -o: several inputs, a folder of videos, a quoted glob or --inputs-from FILE. A many-video "
+        "run skips outputs that exist (a rerun resumes), goes on past broken inputs (exit code 1 at the end), writes "
+        "a JSON report, and uses every local GPU, or a Ray cluster with --ray.",
+    )
+    p.add_argument(
+        "inputs",
+        nargs="*",
+        metavar="INPUT",
+        help="video file, folder of frames, or image; several of them, folders of videos or quoted globs "
+        "('clips/*.mp4') derain many videos",
+    )
+    p.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        help="output: .mp4/.mkv video, or a folder for PNG frames; the output folder for many videos",
+    )
     p.add_argument("--weights", help="shipped name (default tiny), weights file, checkpoint, or COARSE,FINE")
-    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
+    p.add_argument(
+        "--device",
+        default="auto",
+        help="cpu, cuda, cuda:N or auto (default); many videos: auto and cuda use every GPU, or list cuda:0,cuda:1",
+    )
     p.add_argument("--tile", type=int, help="tile size in pixels (default: from free memory; 0 = whole frames)")
     p.add_argument(
         "--tile-margin", type=int, help="tile overlap per side in pixels (default: model's receptive radius)"
     )
-    p.add_argument("--threads", type=int, help="CPU threads")
+    p.add_argument("--threads", type=int, help="CPU threads (many videos: per worker, and CPUs per Ray task)")
     p.add_argument("--batch", type=int, help="windows per forward pass (default: automatic)")
     half = p.add_mutually_exclusive_group()
     half.add_argument("--half", dest="half", action="store_true", default=None, help="half precision (GPU default)")
@@ -250,6 +328,29 @@ def _add_derain(sub: Subcommands) -> None:
     )
     p.add_argument("--overwrite", action="store_true", help="replace an existing output (only estinet's own files)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    many = p.add_argument_group("many videos")
+    many.add_argument(
+        "--inputs-from",
+        metavar="FILE",
+        help="more inputs, one path or glob a line (# comments; relative to FILE's folder); - reads standard input",
+    )
+    many.add_argument(
+        "--format",
+        dest="output_format",
+        choices=("mp4", "mkv", "frames"),
+        help="output of each video: OUTPUT/<stem>.mp4 (default), .mkv, or a PNG folder OUTPUT/<stem>",
+    )
+    many.add_argument("--report", metavar="JSON", help="JSON report path (default OUTPUT/estinet-report.json)")
+    many.add_argument(
+        "--jobs", type=int, metavar="N", help="CPU worker processes sharing the cores (default 1; GPUs: one per GPU)"
+    )
+    many.add_argument(
+        "--ray",
+        metavar="ADDRESS",
+        help="run one Ray task per video: auto (RAY_ADDRESS, the local `ray start` cluster, or a new local one) or a "
+        "cluster address; needs pip install 'estinet[ray]'",
+    )
+    many.add_argument("--max-retries", type=int, default=3, help="Ray retries of a video whose worker died (default 3)")
     p.set_defaults(func=cmd_derain)
 
 

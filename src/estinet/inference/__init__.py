@@ -3,7 +3,8 @@
 :mod:`~estinet.inference.derainer` (options, model preparation, frames/clips/per-window reference) drives
 :mod:`~estinet.inference.stream` (the ring buffer), which calls :mod:`~estinet.inference.tiles` (the per-frame and
 per-window calls, whole or in tiles) under the plan of :mod:`~estinet.inference.plan` (memory and tile margins);
-:mod:`~estinet.inference.video` reads and writes files. The per-window reference
+:mod:`~estinet.inference.video` reads and writes files, and :mod:`~estinet.inference.batch` many files at once (on
+every GPU, or on Ray). The per-window reference
 (:meth:`Derainer.derain_per_window`) recomputes everything for every window with ``model.forward``; streaming equals
 it to about 2e-6. docs/architecture.md draws the layout.
 """
