@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -215,6 +216,24 @@ def test_one_job_per_device_queue_positions_and_cancelling(tmp_path: Path, gate:
         assert client.delete(f"/api/jobs/{c}", headers=CSRF).json() == {"id": c, "state": "removed"}
         assert client.get(f"/api/jobs/{c}").status_code == 404
         assert job_folders(tmp_path) == []
+
+
+def test_each_device_runs_one_job_and_the_first_free_device_goes_first(tmp_path: Path, gate: threading.Event) -> None:
+    clip = write_clip(tmp_path / "clip.mp4")
+    with serving(tmp_path, devices=["cpu", "cpu:0"]) as client:  # two workers (sharing this CPU)
+        a, b, c = (upload(client, clip, name=f"{n}.mp4").json()["id"] for n in "abc")
+        assert wait_for(client, a, ("running",), frames_done=1)["device"] == "cpu"
+        assert wait_for(client, b, ("running",), frames_done=1)["device"] == "cpu:0"
+        assert wait_for(client, c, ("queued",))["position"] == 1
+        gate.set()
+        assert wait_for(client, c, ("done",))["state"] == "done"
+        wait_for(client, b, ("done",))
+        manager = client.app.state.jobs
+        deadline = time.monotonic() + 10
+        while manager._idle != {"cpu", "cpu:0"} and time.monotonic() < deadline:  # both workers back to waiting
+            time.sleep(0.01)
+        d = upload(client, clip, name="d.mp4").json()["id"]
+        assert wait_for(client, d, ("done",))["device"] == "cpu"  # both free: the first one takes it
 
 
 def test_results_are_removed_after_the_keep_time(tmp_path: Path) -> None:

@@ -1,5 +1,7 @@
 """The job queue of ``estinet serve``: one worker thread per device, one job per device at a time.
 
+The next queued job goes to the first free device in the order they were given.
+
 A job goes ``checking`` (one thread decodes the upload once: frame count, truncation, rainy preview;
 :func:`~estinet.serve.uploads.check_frames`) -> ``queued`` (one first-in first-out queue that every device's worker
 takes from) -> ``running`` (:meth:`estinet.inference.Derainer.derain_video`, which keeps the audio) -> ``finishing``
@@ -163,6 +165,7 @@ class JobManager:
         self._checking: deque[Job] = deque()
         self._queue: deque[Job] = deque()
         self._reserved = 0
+        self._idle: set[str] = set()  # devices whose worker waits for a job
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
 
@@ -337,10 +340,25 @@ class JobManager:
     # ----------------------------------------------------------------------------------------------------------------
 
     def _next(self, waiting: deque[Job], state: str, device: str | None = None) -> Job | None:
-        """Wait for the next job of ``waiting`` and mark it ``state``; None once stopping."""
+        """Wait for the next job of ``waiting`` and mark it ``state``; None once stopping.
+
+        A device worker leaves the job to an idle device named before it (``--device cuda --device cpu``: the GPU
+        takes the next job whenever it is free, the CPU only while the GPU is busy).
+        """
+
+        def first_choice() -> bool:
+            return device is None or not any(d in self._idle for d in self.devices[: self.devices.index(device)])
+
         with self._cond:
-            while not self._stopping.is_set() and not waiting:
-                self._cond.wait()
+            if device is not None:
+                self._idle.add(device)
+                self._cond.notify_all()
+            try:
+                while not self._stopping.is_set() and not (waiting and first_choice()):
+                    self._cond.wait()
+            finally:
+                self._idle.discard(device)
+            self._cond.notify_all()  # a device after this one may take the next job
             if self._stopping.is_set():
                 return None
             job = waiting.popleft()

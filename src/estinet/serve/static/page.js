@@ -83,6 +83,7 @@ function optionsText(job) {
   const output = o.lossless ? "lossless" : `CRF ${o.crf}`;
   const tile = o.tile === null ? "automatic tiles" : o.tile === 0 ? "whole frames" : `${o.tile} px tiles`;
   const parts = [`model ${o.model}`, motion, output, tile];
+  if (o.keep_partial) parts.push("frames that decode");
   if (job.width) parts.push(`${job.width}×${job.height}`);
   if (job.device) parts.push(job.device);
   return parts.join(" · ");
