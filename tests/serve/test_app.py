@@ -262,3 +262,20 @@ def test_only_loopback_host_names_are_answered_on_loopback(tmp_path: Path) -> No
         assert client.get("/static/page.js").status_code == 200
     with serving(tmp_path, host="0.0.0.0") as client:
         assert client.get("/", headers={"host": "192.168.1.20:8000"}).status_code == 200
+
+
+def test_a_full_disk_is_a_message_not_a_crash(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+
+    from estinet.serve import app as app_module
+
+    def full(*args: object) -> Path:
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "work" / "x"))
+
+    monkeypatch.setattr(app_module, "_prepare", full)
+    with serving(tmp_path) as client:
+        response = upload(client, write_clip(tmp_path / "clip.mp4"), name="clip.mp4")
+        assert response.status_code == 507
+        assert response.json()["error"] == "the server cannot store clip.mp4: No space left on device"
+        assert job_folders(tmp_path) == []
+        assert client.get("/api/config").status_code == 200

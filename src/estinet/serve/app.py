@@ -289,6 +289,9 @@ def create_app(
         except ClientDisconnect:
             manager.discard(folder)
             return _error("the upload was interrupted", 400)
+        except OSError as error:  # a full or read-only disk on the server: say so, keep running
+            manager.discard(folder)
+            return _error(f"the server cannot store {name}: {error.strerror or type(error).__name__}", 507)
         except BaseException:
             manager.discard(folder)
             raise

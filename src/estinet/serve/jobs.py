@@ -25,7 +25,7 @@ import threading
 import time
 import traceback
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -77,7 +77,7 @@ class JobOptions:
         return dataclasses.asdict(self)
 
 
-@dataclass
+@dataclass(eq=False)  # a job is itself: compared by identity in the queues
 class Job:
     """One upload and its deraining.
 
@@ -239,6 +239,7 @@ class JobManager:
         return job
 
     def get(self, job_id: str) -> Job | None:
+        """The job with this id, or None (never existed, removed, or swept)."""
         with self._cond:
             return self._jobs.get(job_id)
 
@@ -431,7 +432,7 @@ class JobManager:
         job.result, job.derained_preview = result, preview
 
     @contextlib.contextmanager
-    def _failures(self, job: Job) -> Any:
+    def _failures(self, job: Job) -> Iterator[None]:
         """End ``job`` ``cancelled`` or ``failed`` (with a message for the page) when its work raises."""
         try:
             yield
