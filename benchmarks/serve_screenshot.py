@@ -54,7 +54,9 @@ def main() -> None:
         clip = rainy_clip(Path(tmp) / "street in the rain.mp4", args.frames, args.seed)
         app = create_app(devices=[args.device], work_dir=Path(tmp) / "work", keep_minutes=60)
         with BackgroundServer(app) as server, sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=args.chromium, args=["--no-sandbox"])
+            browser = playwright.chromium.launch(
+                executable_path=args.chromium, args=["--no-sandbox", "--disable-dev-shm-usage"]
+            )
             page = browser.new_page(viewport={"width": 1180, "height": 900}, device_scale_factor=1)
             page.goto(server.url)
             page.wait_for_selector("#model option[value=tiny]", state="attached")

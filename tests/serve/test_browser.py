@@ -56,7 +56,8 @@ def browser() -> Iterator[Any]:
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
             executable_path=executable,
-            args=["--no-sandbox", "--autoplay-policy=no-user-gesture-required"],  # root in CI has no sandbox
+            # root (CI) cannot use Chromium's sandbox; containers often have a small /dev/shm
+            args=["--no-sandbox", "--disable-dev-shm-usage", "--autoplay-policy=no-user-gesture-required"],
         )
         yield browser
         browser.close()
