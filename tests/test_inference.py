@@ -304,6 +304,26 @@ def test_no_partial_output_when_interrupted(tmp_path: Path, monkeypatch: pytest.
     assert sorted(p.name for p in tmp_path.iterdir()) == ["rainy.mp4"]
 
 
+def test_callback_counts_frames_and_its_exception_cancels_without_leftovers(tmp_path: Path) -> None:
+    src = tmp_path / "rainy.mp4"
+    write_pyav_video(src, to_uint8(moving(7, 32, 32)), fps=12, audio_codec="aac")
+    derainer = Derainer(tiny_model(), device="cpu")
+    counts: list[int] = []
+    derainer.derain_video(src, tmp_path / "clean.mp4", progress=False, callback=counts.append)
+    assert counts == [1, 2, 3, 4, 5, 6, 7]
+
+    class CancelledError(Exception):
+        pass
+
+    def cancel_at_three(done: int) -> None:
+        if done == 3:
+            raise CancelledError
+
+    with pytest.raises(CancelledError):
+        derainer.derain_video(src, tmp_path / "cancelled.mp4", compare=True, progress=False, callback=cancel_at_three)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clean.mp4", "rainy.mp4"]
+
+
 def test_encoder_error_on_worker_thread_is_raised_and_leaves_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

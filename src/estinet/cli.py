@@ -247,6 +247,21 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    """A local web page: upload a rainy video, watch the progress, compare, download the result."""
+    from estinet.serve.server import serve_main
+
+    return serve_main(
+        args.host,
+        args.port,
+        work_dir=args.work_dir,
+        max_upload_mb=args.max_upload_mb,
+        max_frames=args.max_frames,
+        keep_minutes=args.keep_minutes,
+        devices=args.device or ["auto"],
+    )
+
+
 def _add_info(sub: Subcommands) -> None:
     """The ``info`` command's arguments."""
     from estinet.config import PRESETS, VARIANTS
@@ -460,6 +475,30 @@ def _add_eval(sub: Subcommands) -> None:
     p.set_defaults(func=cmd_eval)
 
 
+def _add_serve(sub: Subcommands) -> None:
+    """The ``serve`` command's arguments (the web stack is imported only when it runs)."""
+    p = sub.add_parser("serve", help="a local web page to derain videos (needs: pip install 'estinet[serve]')")
+    p.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default 127.0.0.1: this machine only; another, e.g. 0.0.0.0, prints a warning)",
+    )
+    p.add_argument("--port", type=int, default=8000, help="TCP port (default 8000; 0: any free port)")
+    p.add_argument("--work-dir", help="where the server's own temporary folder is made (default: the system's)")
+    p.add_argument("--max-upload-mb", type=float, default=1024.0, help="largest upload in MiB (default 1024)")
+    p.add_argument("--max-frames", type=int, default=3000, help="most frames a video may have (default 3000)")
+    p.add_argument(
+        "--keep-minutes", type=float, default=60.0, help="minutes results are kept after a job ends (default 60)"
+    )
+    p.add_argument(
+        "--device",
+        action="append",
+        metavar="DEVICE",
+        help="cpu, cuda, cuda:N or auto (default); repeat for one job at a time on each of several devices",
+    )
+    p.set_defaults(func=cmd_serve)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand."""
     parser = argparse.ArgumentParser(prog="estinet", description="Remove rain from videos with ESTINet.")
@@ -472,6 +511,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_synth(sub)
     _add_train(sub)
     _add_eval(sub)
+    _add_serve(sub)
     return parser
 
 

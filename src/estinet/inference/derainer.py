@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import copy
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -480,6 +480,7 @@ class Derainer:
         progress: bool = True,
         x264_preset: str = "veryfast",
         keep_partial_input: bool = False,
+        callback: Callable[[int], None] | None = None,
     ) -> Path:
         """Derain a video file, frame folder or image into a video, frame folder or image.
 
@@ -501,6 +502,9 @@ class Derainer:
             x264_preset: x264 speed preset (``veryfast`` default; ``medium`` makes smaller files, more slowly).
             keep_partial_input: derain the frames of a truncated or damaged input video that decode (with a
                 warning) instead of refusing it.
+            callback: called with the number of frames derained so far after each output frame is handed to the
+                encoder (progress for a caller without a terminal); an exception it raises stops the run and, as any
+                error, leaves no output behind (how ``estinet serve`` cancels a job).
 
         Returns:
             The output path.
@@ -522,4 +526,5 @@ class Derainer:
             progress=progress,
             x264_preset=x264_preset,
             keep_partial_input=keep_partial_input,
+            callback=callback,
         )

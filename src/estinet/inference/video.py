@@ -13,7 +13,7 @@ import shutil
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -42,6 +42,7 @@ def derain_video(
     progress: bool = True,
     x264_preset: str = "veryfast",
     keep_partial_input: bool = False,
+    callback: Callable[[int], None] | None = None,
 ) -> Path:
     """:meth:`Derainer.derain_video`: decode ``src``, derain, encode ``dst`` on a background thread.
 
@@ -76,9 +77,11 @@ def derain_video(
                         rainy_queue.append(frame)
                     yield frame
 
-            for out in derainer.derain_frames(decoded()):
+            for done, out in enumerate(derainer.derain_frames(decoded()), start=1):
                 writer.put(out, rainy_queue.popleft() if compare_path is not None else None)
                 bar.update(1)
+                if callback is not None:
+                    callback(done)
             writer.finish()
             start = time.perf_counter()
             _close_all(sinks)
