@@ -58,6 +58,7 @@ class BenchResult:
         peak_mib: peak memory in MiB (resident set on CPU, allocated on CUDA).
         gflops_per_frame: counted GFLOPs per output frame in this mode.
         peak_share: achieved FLOP rate / measured matrix-multiply peak.
+        backend: ``torch`` or ``onnxruntime`` (:class:`~estinet.inference.Derainer`'s ``backend``).
     """
 
     model: str
@@ -68,6 +69,7 @@ class BenchResult:
     peak_mib: float
     gflops_per_frame: float
     peak_share: float
+    backend: str = "torch"
 
 
 def _sync(device: torch.device) -> None:
@@ -138,9 +140,19 @@ def write_bench_clip(path: Path, count: int, height: int, width: int, seed: int 
 
 
 def _measure(
-    spec: str, mode: str, height: int, width: int, device_name: str, frames: int, warmup: int, clip: str | None
+    spec: str,
+    mode: str,
+    height: int,
+    width: int,
+    device_name: str,
+    frames: int,
+    warmup: int,
+    clip: str | None,
+    backend: str = "torch",
 ) -> dict:
     """Child-process body: derain ``frames`` frames after a ``warmup``-frame run; return fps and peak memory.
+
+    The onnxruntime backend's graphs are exported (or found in the cache) before anything is timed.
 
     ``end-to-end`` derains the H.264 file ``clip`` (``frames`` frames) into a temporary H.264 file, after the warm-up
     and one untimed pass over the same clip: a short clip would otherwise weigh the one-off costs of the first pass
@@ -150,7 +162,8 @@ def _measure(
 
     device = torch.device(device_name)
     model, config = _load(spec, device)
-    derainer = Derainer(model, config=None if config.variant == "official" else config, device=device, tile=0)
+    config_arg = None if config.variant == "official" else config
+    derainer = Derainer(model, config=config_arg, device=device, tile=0, backend=backend)
 
     def run(count: int, on_clip: bool) -> float:
         """Seconds to derain ``count`` frames; ``end-to-end`` with ``on_clip`` runs derain_video on the clip."""
@@ -195,8 +208,9 @@ def run_benchmark(
     frames: int = 5,
     warmup: int = 2,
     modes: tuple[str, ...] = MODES,
+    backends: tuple[str, ...] = ("torch",),
 ) -> tuple[list[BenchResult], float]:
-    """Measure every (model, size, mode) in its own process.
+    """Measure every (model, size, mode, backend) in its own process.
 
     Args:
         models: shipped names, weight files, or ``variant/preset`` for randomly initialised models.
@@ -205,6 +219,8 @@ def run_benchmark(
         frames: timed output frames per measurement.
         warmup: untimed output frames first.
         modes: any of :data:`MODES`.
+        backends: ``torch`` and/or ``onnxruntime`` (CPU only), measured side by side; ``per-window`` (the torch
+            reference, :meth:`~estinet.inference.Derainer.derain_per_window`) is measured for ``torch`` only.
 
     Returns:
         (results, measured matrix-multiply peak in GFLOP/s).
@@ -212,6 +228,11 @@ def run_benchmark(
     unknown = [m for m in modes if m not in MODES]
     if unknown:
         raise BenchmarkError(f"unknown benchmark mode(s) {', '.join(unknown)}; use {', '.join(MODES)}")
+    from estinet.inference.derainer import BACKENDS
+
+    unknown = [b for b in backends if b not in BACKENDS]
+    if unknown or not backends:
+        raise BenchmarkError(f"unknown backend(s) {', '.join(unknown) or 'none'}; use {', '.join(BACKENDS)}")
     dev = resolve_device(device)
     peak = matmul_peak_gflops(dev)
     ctx = mp.get_context("spawn")
@@ -228,17 +249,24 @@ def run_benchmark(
                         if (h, w) not in clips:
                             clips[h, w] = str(write_bench_clip(Path(tmp) / f"clip-{w}x{h}.mp4", frames, h, w))
                         clip = clips[h, w]
-                    queue = ctx.Queue()
-                    job = (spec, mode, h, w, str(dev), frames, warmup, clip)
-                    proc = ctx.Process(target=_child, args=(queue, job))
-                    proc.start()
-                    out = queue.get()
-                    proc.join()
-                    if "error" in out:
-                        raise RuntimeError(f"benchmark of {spec} at {h}x{w} ({mode}) failed: {out['error']}")
-                    gflops = cost.window_gflops if mode == "per-window" else cost.streaming_gflops
-                    share = out["fps"] * gflops / peak
-                    results.append(BenchResult(spec, mode, h, w, out["fps"], out["peak_mib"], gflops, share))
+                    for backend in backends:
+                        if mode == "per-window" and backend != "torch":
+                            continue  # the per-window reference runs the torch model
+                        queue = ctx.Queue()
+                        job = (spec, mode, h, w, str(dev), frames, warmup, clip, backend)
+                        proc = ctx.Process(target=_child, args=(queue, job))
+                        proc.start()
+                        out = queue.get()
+                        proc.join()
+                        if "error" in out:
+                            raise RuntimeError(
+                                f"benchmark of {spec} at {h}x{w} ({mode}, {backend}) failed: {out['error']}"
+                            )
+                        gflops = cost.window_gflops if mode == "per-window" else cost.streaming_gflops
+                        share = out["fps"] * gflops / peak
+                        results.append(
+                            BenchResult(spec, mode, h, w, out["fps"], out["peak_mib"], gflops, share, backend)
+                        )
     return results, peak
 
 
@@ -269,12 +297,12 @@ def format_results(results: list[BenchResult], peak: float, machine: str) -> str
     lines = [
         f"Machine: {machine}; measured float32 matmul peak {peak:.0f} GFLOP/s.",
         "",
-        "| model | size | mode | frames/s | peak MiB | GFLOPs/frame | share of matmul peak |",
-        "|---|---|---|---:|---:|---:|---:|",
+        "| model | size | mode | backend | frames/s | peak MiB | GFLOPs/frame | share of matmul peak |",
+        "|---|---|---|---|---:|---:|---:|---:|",
     ]
     for r in results:
         lines.append(
-            f"| {r.model} | {r.width}x{r.height} | {r.mode} | {r.fps:.2f} | {r.peak_mib:.0f} | "
+            f"| {r.model} | {r.width}x{r.height} | {r.mode} | {r.backend} | {r.fps:.2f} | {r.peak_mib:.0f} | "
             f"{r.gflops_per_frame:.2f} | {100 * r.peak_share:.1f}% |"
         )
     return "\n".join(lines)
