@@ -234,6 +234,8 @@ def run_benchmark(
     if unknown or not backends:
         raise BenchmarkError(f"unknown backend(s) {', '.join(unknown) or 'none'}; use {', '.join(BACKENDS)}")
     dev = resolve_device(device)
+    if "onnxruntime" in backends and dev.type != "cpu":
+        raise BenchmarkError(f"the onnxruntime backend runs on the CPU, not {dev}; pass --device cpu (device='cpu')")
     peak = matmul_peak_gflops(dev)
     ctx = mp.get_context("spawn")
     results: list[BenchResult] = []

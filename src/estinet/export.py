@@ -401,8 +401,9 @@ def _plan_graphs(
             (vs_trace,),
             (vs_check,),
             (VsmlrtGraph(model, t)(vs_check),),
-            f"vs-mlrt convention: {t} RGB frames stacked on channels (frame 0 first), any H, W (padded to 16 inside), "
-            "centre frame out, unclamped, no motion compensation",
+            f"vs-mlrt convention: {t} RGB frames stacked on channels (frame 0 first), any H, W"
+            f"{'' if isinstance(model, OfficialESTINet) else ' (padded to 16 inside)'}, centre frame out, unclamped, "
+            "no motion compensation",
         )
     if dtype != torch.float32:
         for name, graph in graphs.items():

@@ -161,7 +161,8 @@ class Derainer:
         backend: ``torch`` or ``onnxruntime``: the per-frame and per-window work run by ONNX Runtime on the CPU from
             exported graphs (:mod:`estinet.inference.ort`); streaming, tiles, motion and files are the same. Needs
             ``pip install 'estinet[onnx]'``; ``device`` must be the CPU (``auto`` means the CPU for it), ``half``
-            selects fp16 graphs and ``channels_last`` does not apply.
+            selects fp16 graphs, ``channels_last`` does not apply to them, and :meth:`derain_per_window` stays the
+            torch reference.
         onnx_dir: for ``onnxruntime``, an ``estinet export`` folder of these weights (checked against them); None
             exports to a cache folder on first use (:func:`estinet.export.cached_export`).
 
