@@ -563,9 +563,9 @@ def export_onnx(
     _check_options(opset, precision, graphs)
     out = Path(out_dir)
     _refuse_existing(out, overwrite)
-    _require("onnx")
     if check:
-        require_onnxruntime()
+        require_onnxruntime()  # first: the onnxruntime backend is what most users are missing it for
+    _require("onnx")
     model, config, source = _model_and_config(weights)
     digest = weights_digest(model, config)
     window_size = int(model.num_frames)
