@@ -58,6 +58,7 @@ class BenchResult:
         peak_mib: peak memory in MiB (resident set on CPU; on CUDA allocated, over the warm-up and the timed run).
         gflops_per_frame: counted GFLOPs per output frame in this mode.
         peak_share: achieved FLOP rate / measured matrix-multiply peak.
+        backend: ``torch`` or ``onnxruntime`` (:class:`~estinet.inference.Derainer`'s ``backend``).
         precision: ``fp32``, ``fp16`` or ``bf16`` (autocast).
         batch: frames per per-frame call and windows per window call (the plan's).
         cuda_graphs: whether the calls were replayed as CUDA graphs.
@@ -74,6 +75,7 @@ class BenchResult:
     peak_mib: float
     gflops_per_frame: float
     peak_share: float
+    backend: str = "torch"
     precision: str = "fp32"
     batch: int = 1
     cuda_graphs: bool = False
@@ -167,9 +169,12 @@ def _measure(
     frames: int,
     warmup: int,
     clip: str | None,
+    backend: str = "torch",
     options: dict[str, Any] | None = None,
 ) -> dict:
     """Child-process body: derain ``frames`` frames after a ``warmup``-frame run; return fps and peak memory.
+
+    The onnxruntime backend's graphs are exported (or found in the cache) before anything is timed.
 
     ``end-to-end`` derains the H.264 file ``clip`` (``frames`` frames) into a temporary H.264 file, after the warm-up
     and one untimed pass over the same clip: a short clip would otherwise weigh the one-off costs of the first pass
@@ -180,7 +185,8 @@ def _measure(
     device = torch.device(device_name)
     model, config = _load(spec, device)
     options = {"tile": 0, **(options or {})}
-    derainer = Derainer(model, config=None if config.variant == "official" else config, device=device, **options)
+    config_arg = None if config.variant == "official" else config
+    derainer = Derainer(model, config=config_arg, device=device, backend=backend, **options)
 
     def run(count: int, on_clip: bool) -> float:
         """Seconds to derain ``count`` frames; ``end-to-end`` with ``on_clip`` runs derain_video on the clip."""
@@ -236,9 +242,10 @@ def run_benchmark(
     frames: int = 5,
     warmup: int = 2,
     modes: tuple[str, ...] = MODES,
+    backends: tuple[str, ...] = ("torch",),
     options: dict[str, Any] | None = None,
 ) -> tuple[list[BenchResult], float]:
-    """Measure every (model, size, mode) in its own process.
+    """Measure every (model, size, mode, backend) in its own process.
 
     Args:
         models: shipped names, weight files, or ``variant/preset`` for randomly initialised models.
@@ -247,6 +254,8 @@ def run_benchmark(
         frames: timed output frames per measurement.
         warmup: untimed output frames first.
         modes: any of :data:`MODES`.
+        backends: ``torch`` and/or ``onnxruntime`` (CPU only), measured side by side; ``per-window`` (the torch
+            reference, :meth:`~estinet.inference.Derainer.derain_per_window`) is measured for ``torch`` only.
         options: :class:`~estinet.inference.Derainer` arguments (e.g. ``half``, ``batch``, ``cuda_graphs``,
             ``max_memory``, ``tile``; default ``tile=0``, whole frames).
 
@@ -256,7 +265,14 @@ def run_benchmark(
     unknown = [m for m in modes if m not in MODES]
     if unknown:
         raise BenchmarkError(f"unknown benchmark mode(s) {', '.join(unknown)}; use {', '.join(MODES)}")
+    from estinet.inference.derainer import BACKENDS
+
+    unknown = [b for b in backends if b not in BACKENDS]
+    if unknown or not backends:
+        raise BenchmarkError(f"unknown backend(s) {', '.join(unknown) or 'none'}; use {', '.join(BACKENDS)}")
     dev = resolve_device(device)
+    if "onnxruntime" in backends and dev.type != "cpu":
+        raise BenchmarkError(f"the onnxruntime backend runs on the CPU, not {dev}; pass --device cpu (device='cpu')")
     peak = matmul_peak_gflops(dev)
     ctx = mp.get_context("spawn")
     results: list[BenchResult] = []
@@ -272,18 +288,23 @@ def run_benchmark(
                         if (h, w) not in clips:
                             clips[h, w] = str(write_bench_clip(Path(tmp) / f"clip-{w}x{h}.mp4", frames, h, w))
                         clip = clips[h, w]
-                    queue = ctx.Queue()
-                    job = (spec, mode, h, w, str(dev), frames, warmup, clip, options)
-                    proc = ctx.Process(target=_child, args=(queue, job))
-                    proc.start()
-                    out = queue.get()
-                    proc.join()
-                    if "error" in out:
-                        raise RuntimeError(f"benchmark of {spec} at {h}x{w} ({mode}) failed: {out['error']}")
-                    gflops = cost.window_gflops if mode == "per-window" else cost.streaming_gflops
-                    share = out["fps"] * gflops / peak
-                    fps, peak_mib = out.pop("fps"), out.pop("peak_mib")
-                    results.append(BenchResult(spec, mode, h, w, fps, peak_mib, gflops, share, **out))
+                    for backend in backends:
+                        if mode == "per-window" and backend != "torch":
+                            continue  # the per-window reference runs the torch model
+                        queue = ctx.Queue()
+                        job = (spec, mode, h, w, str(dev), frames, warmup, clip, backend, options)
+                        proc = ctx.Process(target=_child, args=(queue, job))
+                        proc.start()
+                        out = queue.get()
+                        proc.join()
+                        if "error" in out:
+                            raise RuntimeError(
+                                f"benchmark of {spec} at {h}x{w} ({mode}, {backend}) failed: {out['error']}"
+                            )
+                        gflops = cost.window_gflops if mode == "per-window" else cost.streaming_gflops
+                        share = out["fps"] * gflops / peak
+                        fps, peak_mib = out.pop("fps"), out.pop("peak_mib")
+                        results.append(BenchResult(spec, mode, h, w, fps, peak_mib, gflops, share, backend, **out))
     return results, peak
 
 
@@ -314,15 +335,15 @@ def format_results(results: list[BenchResult], peak: float, machine: str) -> str
     lines = [
         f"Machine: {machine}; measured float32 matmul peak {peak:.0f} GFLOP/s.",
         "",
-        "| model | size | mode | precision | batch | CUDA graphs | frames/s | peak MiB | GFLOPs/frame "
+        "| model | size | mode | backend | precision | batch | CUDA graphs | frames/s | peak MiB | GFLOPs/frame "
         "| share of matmul peak |",
-        "|---|---|---|---|---:|---|---:|---:|---:|---:|",
+        "|---|---|---|---|---|---:|---|---:|---:|---:|---:|",
     ]
     for r in results:
         graphs = f"yes ({r.setup_s:.1f} s capture)" if r.cuda_graphs else "no"
         lines.append(
-            f"| {r.model} | {r.width}x{r.height} | {r.mode} | {r.precision} | {r.batch} | {graphs} | {r.fps:.2f} | "
-            f"{r.peak_mib:.0f} | {r.gflops_per_frame:.2f} | {100 * r.peak_share:.1f}% |"
+            f"| {r.model} | {r.width}x{r.height} | {r.mode} | {r.backend} | {r.precision} | {r.batch} | {graphs} | "
+            f"{r.fps:.2f} | {r.peak_mib:.0f} | {r.gflops_per_frame:.2f} | {100 * r.peak_share:.1f}% |"
         )
     return "\n".join(lines)
 

@@ -76,6 +76,8 @@ DERAINER_OPTIONS = (
     "official_windows",
     "max_memory",
     "cuda_graphs",
+    "backend",
+    "onnx_dir",
 )
 """``derain`` options that are :class:`~estinet.inference.Derainer` arguments of the same name."""
 
@@ -166,6 +168,31 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    """Export a model's streaming graphs and the vs-mlrt window graph to ONNX (checked against PyTorch)."""
+    from estinet.checkpoint import default_weights
+    from estinet.export import export_onnx
+
+    manifest = export_onnx(
+        args.weights or default_weights(),
+        args.output,
+        opset=args.opset,
+        precision=args.precision,
+        graphs=tuple(args.graphs),
+        overwrite=args.overwrite,
+        check=args.check,
+    )
+
+    def shapes(named: dict[str, list[int | str]]) -> str:
+        return ", ".join(f"{name} ({' x '.join(str(d) for d in shape)})" for name, shape in named.items())
+
+    print(f"wrote {args.output}: {manifest.weights}, {manifest.precision}, opset {manifest.opset}")
+    for spec in manifest.graphs.values():
+        check = "" if spec.max_abs_diff is None else f"; max |ONNX Runtime - PyTorch| {spec.max_abs_diff:.2g}"
+        print(f"  {spec.file}: {shapes(spec.inputs)} -> {shapes(spec.outputs)}{check}")
+    return 0
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     """Frames/s and peak memory of each model at several sizes, streaming vs per-window."""
     import json
@@ -184,7 +211,16 @@ def cmd_bench(args: argparse.Namespace) -> int:
         raise BenchmarkError("no shipped weights to benchmark; pass models, e.g. estinet/tiny or a weights file")
     modes = ("streaming",) if args.streaming_only else tuple(args.modes)
     options = {k: v for k, v in _pick(args, BENCH_OPTIONS).items() if v is not None}
-    results, peak = run_benchmark(models, tuple(args.sizes), args.device, args.frames, args.warmup, modes, options)
+    results, peak = run_benchmark(
+        models,
+        tuple(args.sizes),
+        args.device,
+        args.frames,
+        args.warmup,
+        modes,
+        backends=tuple(args.backend),
+        options=options,
+    )
     print(format_results(results, peak, machine_description(args.device)))
     if args.json:
         with open(args.json, "w", encoding="utf-8") as fh:
@@ -327,6 +363,13 @@ def _add_derain(sub: Subcommands) -> None:
         "--cuda-graphs", dest="cuda_graphs", action="store_true", default=None, help="CUDA graphs (CUDA default)"
     )
     graphs.add_argument("--no-cuda-graphs", dest="cuda_graphs", action="store_false", help="plain CUDA launches")
+    p.add_argument(
+        "--backend",
+        choices=("torch", "onnxruntime"),
+        default="torch",
+        help="what runs the network: torch (default) or onnxruntime (CPU; pip install 'estinet[onnx]')",
+    )
+    p.add_argument("--onnx-dir", help="onnxruntime: graphs from estinet export (default: exported to a cache once)")
     p.add_argument("--compare", action="store_true", help="also write a side-by-side (rainy | derained) video")
     p.add_argument("--lossless", action="store_true", help="lossless video output (FFV1/x264rgb)")
     p.add_argument("--crf", type=int, default=18, help="H.264 quality, lower is better (default 18)")
@@ -412,8 +455,42 @@ def _add_bench(sub: Subcommands) -> None:
     graphs = p.add_mutually_exclusive_group()
     graphs.add_argument("--cuda-graphs", dest="cuda_graphs", action="store_true", default=None, help="CUDA graphs")
     graphs.add_argument("--no-cuda-graphs", dest="cuda_graphs", action="store_false", help="plain CUDA launches")
+    p.add_argument(
+        "--backend",
+        nargs="+",
+        choices=("torch", "onnxruntime"),
+        default=["torch"],
+        help="backends to time side by side (default torch; onnxruntime runs on the CPU, per-window is torch's only)",
+    )
     p.add_argument("--json", help="also write the results as JSON here")
     p.set_defaults(func=cmd_bench)
+
+
+EXPORT_GRAPHS = ("frame_features", "window", "vsmlrt")
+"""``estinet.export.GRAPHS``, written out so that building the parser does not import torch (a test compares them)."""
+
+
+def _add_export(sub: Subcommands) -> None:
+    """The ``export`` command's arguments (:func:`estinet.export.export_onnx`)."""
+    p = sub.add_parser(
+        "export", help="export to ONNX: the streaming graphs (onnxruntime backend) and a vs-mlrt window graph"
+    )
+    p.add_argument("-o", "--output", required=True, help="output folder (graphs and an estinet-onnx.json sidecar)")
+    p.add_argument("--weights", help="shipped name (default tiny), weights file, checkpoint, or COARSE,FINE")
+    p.add_argument("--opset", type=int, default=17, help="ONNX opset, 17 or newer (default 17)")
+    p.add_argument("--precision", choices=("fp32", "fp16"), default="fp32", help="fp32 (default) or fp16 graphs")
+    p.add_argument(
+        "--graphs",
+        nargs="+",
+        choices=EXPORT_GRAPHS,
+        default=list(EXPORT_GRAPHS),
+        help="graphs to write (default all three)",
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier export in the folder")
+    p.add_argument(
+        "--no-check", dest="check", action="store_false", help="skip running each graph in ONNX Runtime once"
+    )
+    p.set_defaults(func=cmd_export)
 
 
 def _add_synth(sub: Subcommands) -> None:
@@ -508,6 +585,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_derain(sub)
     _add_demo(sub)
     _add_bench(sub)
+    _add_export(sub)
     _add_synth(sub)
     _add_train(sub)
     _add_eval(sub)

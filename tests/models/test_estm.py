@@ -56,6 +56,17 @@ def test_gpu_form_equals_conv3d(batch: int, monkeypatch: pytest.MonkeyPatch) -> 
     torch.testing.assert_close(grad, torch.autograd.grad(want.square().sum(), x)[0], rtol=1e-10, atol=1e-10)
 
 
+@pytest.mark.parametrize(("batch", "frames", "c_in"), [(1, 5, 6), (2, 3, 4), (2, 4, 6)])
+def test_export_form_equals_conv3d(batch: int, frames: int, c_in: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under ONNX export: one 2-D conv over the frames stacked on channels with a block-banded weight."""
+    monkeypatch.setattr(torch.onnx, "is_in_onnx_export", lambda: True)
+    torch.manual_seed(7)
+    conv = TemporalConv3d(c_in, 4).double()
+    x = torch.randn(batch, frames, c_in, 9, 13, dtype=torch.float64)
+    want = F.conv3d(x.transpose(1, 2), conv.weight, conv.bias, padding=(0, 1, 1)).transpose(1, 2)
+    torch.testing.assert_close(conv.frames(x), want, rtol=0, atol=1e-12)
+
+
 def test_temporal_conv_gradients_equal_conv3d() -> None:
     torch.manual_seed(1)
     conv = TemporalConv3d(3, 2).double()

@@ -42,7 +42,15 @@ from estinet.models.estm import TemporalConv3d
 from estinet.models.motion import StreamingMotion, pair_displacements
 from estinet.models.official import OfficialESTINet
 
-__all__ = ["Derainer", "TileSizeWarning", "channels_last_taps", "prepare_model", "resolve_device", "tile_cost"]
+__all__ = [
+    "BACKENDS",
+    "Derainer",
+    "TileSizeWarning",
+    "channels_last_taps",
+    "prepare_model",
+    "resolve_device",
+    "tile_cost",
+]
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -104,6 +112,9 @@ def _load(weights: str | Path | nn.Module, config: ModelConfig | None) -> tuple[
     )
 
 
+BACKENDS: tuple[str, ...] = ("torch", "onnxruntime")
+"""What runs the per-frame and per-window work (:class:`Derainer`'s ``backend``)."""
+
 MIN_TILE_ALIGNS = 2
 """Tiles are at least this many alignment steps (32 pixels; 64 for ``official``): the automatic plan's smallest."""
 
@@ -160,6 +171,13 @@ class Derainer:
             ``tiny``, 8 for ``small``), elsewhere no cap beyond half of the available memory.
         cuda_graphs: replay the whole-frame per-frame and per-window calls as CUDA graphs (a short last batch is
             padded to the plan's batch). None: on for CUDA with models that have per-frame terms; needs CUDA.
+        backend: ``torch`` or ``onnxruntime``: the per-frame and per-window work run by ONNX Runtime on the CPU from
+            exported graphs (:mod:`estinet.inference.ort`); streaming, tiles, motion and files are the same. Needs
+            ``pip install 'estinet[onnx]'``; ``device`` must be the CPU (``auto`` means the CPU for it), ``half``
+            selects fp16 graphs, ``channels_last`` does not apply to them, and :meth:`derain_per_window` stays the
+            torch reference.
+        onnx_dir: for ``onnxruntime``, an ``estinet export`` folder of these weights (checked against them); None
+            exports to a cache folder on first use (:func:`estinet.export.cached_export`).
 
     Raises:
         WeightsError: weights that cannot be loaded (missing, corrupt, another architecture).
@@ -186,11 +204,23 @@ class Derainer:
         keep_freed_memory: bool = True,
         max_memory: float | None = None,
         cuda_graphs: bool | None = None,
+        backend: str = "torch",
+        onnx_dir: str | Path | None = None,
     ) -> None:
+        if backend not in BACKENDS:
+            raise DerainError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+        if onnx_dir is not None and backend != "onnxruntime":
+            raise DerainError("onnx_dir is only used by backend='onnxruntime'")
+        self.backend = backend
         if threads is not None:
             _check_count("threads", threads, minimum=1)
             torch.set_num_threads(threads)
-        self.device = resolve_device(device)
+        self.device = resolve_device("cpu" if backend == "onnxruntime" and str(device) == "auto" else device)
+        if backend == "onnxruntime" and self.device.type != "cpu":
+            raise DerainError(
+                f"the onnxruntime backend runs on the CPU, not {self.device}; pass device='cpu' (--device cpu), or "
+                "use the torch backend on GPUs"
+            )
         if keep_freed_memory and self.device.type == "cpu":
             from estinet.allocator import keep_freed_memory as keep
 
@@ -225,9 +255,13 @@ class Derainer:
         self.batch = batch
         if half is None:
             half = self.device.type == "cuda"
-        self.amp_dtype: torch.dtype | None = None
+        self.precision = "fp32"
+        """``fp32``, ``fp16`` (CUDA autocast, or the onnxruntime backend's fp16 graphs) or ``bf16`` (CPU autocast)."""
         if half:
-            self.amp_dtype = torch.float16 if self.device.type == "cuda" else torch.bfloat16
+            self.precision = "bf16" if backend == "torch" and self.device.type != "cuda" else "fp16"
+        self.amp_dtype: torch.dtype | None = None
+        if backend == "torch":
+            self.amp_dtype = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}[self.precision]
         self.channels_last = True if channels_last is None else bool(channels_last)
         self.profile = profile
         if max_memory is not None and (isinstance(max_memory, bool) or not max_memory > 0):
@@ -243,22 +277,27 @@ class Derainer:
             raise DerainError(f"cuda_graphs is not supported for the {config.variant!r} variant; pass None or False")
         self.cuda_graphs = bool(self.device.type == "cuda" and graphable if cuda_graphs is None else cuda_graphs)
         self.model = prepare_model(model, self.device, self.channels_last)
-        self.tiler = Tiler(
-            self.model,
-            self.align,
-            config.temporal_stride,
-            self.device,
-            self.amp_dtype,
-            batched_align=self.device.type == "cuda",
-            cuda_graphs=self.cuda_graphs,
-        )
+        if backend == "onnxruntime":
+            from estinet.inference.ort import ort_tiler
+
+            self.tiler = ort_tiler(self.model, config, align=self.align, precision=self.precision, onnx_dir=onnx_dir)
+        else:
+            self.tiler = Tiler(
+                self.model,
+                self.align,
+                config.temporal_stride,
+                self.device,
+                self.amp_dtype,
+                batched_align=self.device.type == "cuda",
+                cuda_graphs=self.cuda_graphs,
+            )
         """The per-frame and per-window calls, whole or in tiles."""
-        half_precision = self.amp_dtype is not None
+        # ring-buffer terms are half precision only under autocast (onnxruntime's come back as float32)
         self.footprint = footprint(
             config,
             window_size=self.window_size,
             official=self.is_official,
-            half=half_precision,
+            half=self.amp_dtype is not None,
             cuda=self.device.type == "cuda",
         )
         gm = getattr(self.model, "motion", None)
@@ -303,11 +342,10 @@ class Derainer:
         return size
 
     def __repr__(self) -> str:
-        precision = {None: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}[self.amp_dtype]
         return (
             f"Derainer(variant={self.config.variant!r}, preset={self.config.preset!r}, device={str(self.device)!r}, "
-            f"precision={precision}, motion={self.motion}, tile={self.tile}, batch={self.batch}, "
-            f"max_memory={self.max_memory}, cuda_graphs={self.cuda_graphs})"
+            f"backend={self.backend!r}, precision={self.precision}, motion={self.motion}, tile={self.tile}, "
+            f"batch={self.batch}, max_memory={self.max_memory}, cuda_graphs={self.cuda_graphs})"
         )
 
     def plan_for(self, height: int, width: int, available: int | None = None) -> Plan:

@@ -33,7 +33,10 @@ class TemporalConv3d(nn.Conv3d):
       conversions (``benchmarks/bench_streaming.py --no-speed --conv-batch`` and ``--stages``).
 
     Input (N, C_in, T, H, W) -> output (N, C_out, T - 2, H, W); :meth:`frames` takes and returns frame-major
-    (N, T, C, H, W) tensors and avoids the transposes.
+    (N, T, C, H, W) tensors and avoids the transposes. Under ONNX export it is a third exact form, one 2-D conv over
+    the frames stacked on channels (:meth:`_frames_stacked`): the first two write into preallocated outputs, which
+    the exporter cannot follow, and ONNX Runtime ran ``tiny``'s window graph at 640x480 in 133 ms with it, against
+    142 ms with the per-tap form or one 3-D Conv node (one thread).
     """
 
     def __init__(self, c_in: int, c_out: int) -> None:
@@ -54,6 +57,8 @@ class TemporalConv3d(nn.Conv3d):
             raise ValueError(f"TemporalConv3d needs at least 3 frames, got {t}")
         if c != self.in_channels:
             raise ValueError(f"TemporalConv3d expects {self.in_channels} channels, got {c}")
+        if torch.onnx.is_in_onnx_export():
+            return self._frames_stacked(x)
         if _per_input_frames(x.device):
             return self._frames_per_input(x)
         steps = t - 2
@@ -64,6 +69,25 @@ class TemporalConv3d(nn.Conv3d):
             y = term if y is None else y.add_(term)
         assert y is not None
         return y.reshape(n, steps, self.out_channels, height, width)
+
+    def _frames_stacked(self, x: Tensor) -> Tensor:
+        """Export form of :meth:`frames`: one 2-D conv over the frames stacked on channels.
+
+        Output step ``j`` reads input frames ``j .. j + 2``, so the weight is block-banded: (steps * C_out,
+        T * C_in, 3, 3) with tap ``k`` of step ``j`` in the columns of frame ``j + k`` and zeros elsewhere. The reshapes
+        are free on frame-major tensors; the zero blocks add exact zeros.
+        """
+        n, _, _, height, width = x.shape
+        t, c, c_out = int(x.shape[1]), self.in_channels, self.out_channels  # static: the weight must be a constant
+        steps = t - 2
+        taps = torch.cat(self.weight.unbind(2), dim=1)  # (C_out, 3 * C_in, 3, 3): frames j, j+1, j+2
+        rows = [
+            torch.cat([taps.new_zeros(c_out, j * c, 3, 3), taps, taps.new_zeros(c_out, (steps - 1 - j) * c, 3, 3)], 1)
+            for j in range(steps)
+        ]  # step j: (C_out, T * C_in, 3, 3)
+        bias = None if self.bias is None else self.bias.repeat(steps)
+        y = F.conv2d(x.reshape(n, t * c, height, width), torch.cat(rows), bias, padding=1)  # (N, steps * C_out, H, W)
+        return y.reshape(n, steps, c_out, height, width)
 
     def _frames_per_input(self, x: Tensor) -> Tensor:
         """CPU form of :meth:`frames`: per sample and input frame, one conv over the stacked taps it feeds.

@@ -385,8 +385,9 @@ class OfficialCoarseNet(nn.Module):
         _check_cube(x, "coarse input", None)
         B, _, _, H, W = x.shape
         x_cube = x
-        if H % 2:  # unsupported by the release: pad one replicated bottom row, cropped again below
-            x = torch.cat([x, x[..., -1:, :]], dim=3)  # (B, 3, D, H+1, W)
+        if H % 2 or torch.onnx.is_in_onnx_export():  # unsupported by the release: pad one replicated bottom row,
+            # cropped again below (an ONNX trace pads H % 2 rows, computed in the graph, so one graph serves both)
+            x = torch.cat([x, x[..., H - H % 2 : H, :]], dim=3)  # (B, 3, D, H + H % 2, W)
         x_decoder, x_mff = self.features(_cube_to_maps(x))
         feat = _maps_to_cube(torch.cat([x_decoder, x_mff], dim=1), B)  # (B, 80, D, H', W')
         fwd = self.R_fwd(feat)  # (B, 3, D, H', W')

@@ -33,7 +33,8 @@ def upsample_bilinear(x: Tensor, factor: int, channels_last: bool | None = None)
     """Bilinear upsampling of (N, C, h, w) to (N, C, factor * h, factor * w).
 
     The function of ``F.interpolate(x, scale_factor=factor, mode="bilinear", align_corners=False)`` (equal to float
-    rounding). With autograd recording a graph through ``x`` it is that call; otherwise the phase-wise form.
+    rounding). With autograd recording a graph through ``x``, and under ONNX export (the phase-wise form writes into a
+    preallocated output, which the exporter cannot follow), it is that call; otherwise the phase-wise form.
 
     Args:
         x: (N, C, h, w) floating point, any memory format.
@@ -52,7 +53,7 @@ def upsample_bilinear(x: Tensor, factor: int, channels_last: bool | None = None)
         return x
     if channels_last is None:
         channels_last = x.shape[1] > 1 and x.is_contiguous(memory_format=torch.channels_last)
-    if torch.is_grad_enabled() and x.requires_grad:
+    if (torch.is_grad_enabled() and x.requires_grad) or torch.onnx.is_in_onnx_export():  # ONNX: one Resize node
         y = F.interpolate(x, scale_factor=factor, mode="bilinear", align_corners=False)
         return y.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
     if channels_last:  # upsample (N, h, w, C) along w, then h
