@@ -20,6 +20,7 @@ time), so the outputs do not depend on which worker made them.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import glob
 import json
 import os
@@ -421,6 +422,10 @@ class _Settings:
     batch: int | None
     motion: bool | None
     official_windows: bool
+    max_memory: float | None
+    cuda_graphs: bool | None
+    backend: str
+    onnx_dir: str | None
     overwrite: bool
     lossless: bool
     crf: int
@@ -441,6 +446,10 @@ class _Settings:
             batch=self.batch,
             motion=self.motion,
             official_windows=self.official_windows,
+            max_memory=self.max_memory,
+            cuda_graphs=self.cuda_graphs,
+            backend=self.backend,
+            onnx_dir=self.onnx_dir,
         )
 
 
@@ -737,6 +746,10 @@ def derain_many(
     threads: int | None = None,
     motion: bool | None = None,
     official_windows: bool = False,
+    max_memory: float | None = None,
+    cuda_graphs: bool | None = None,
+    backend: str = "torch",
+    onnx_dir: str | Path | None = None,
     lossless: bool = False,
     crf: int = 18,
     x264_preset: str = "veryfast",
@@ -778,6 +791,10 @@ def derain_many(
         threads: torch threads per worker (and CPUs per Ray task on the CPU); None: shared out automatically.
         motion: as :class:`~estinet.inference.Derainer`.
         official_windows: as :class:`~estinet.inference.Derainer`.
+        max_memory: as :class:`~estinet.inference.Derainer` (per worker).
+        cuda_graphs: as :class:`~estinet.inference.Derainer`.
+        backend: as :class:`~estinet.inference.Derainer`.
+        onnx_dir: as :class:`~estinet.inference.Derainer`.
         lossless: lossless video outputs.
         crf: x264 quality of H.264 outputs.
         x264_preset: x264 speed preset.
@@ -817,6 +834,10 @@ def derain_many(
         batch=batch,
         motion=motion,
         official_windows=official_windows,
+        max_memory=max_memory,
+        cuda_graphs=cuda_graphs,
+        backend=backend,
+        onnx_dir=None if onnx_dir is None else str(onnx_dir),
         overwrite=overwrite,
         lossless=lossless,
         crf=crf,
@@ -834,7 +855,9 @@ def derain_many(
     # the Derainer is built here first, so that bad weights or options fail once, before any worker starts
     slots = [("ray", threads)] if ray is not None else _local_workers(device, jobs, threads)
     in_process = ray is None and len(slots) == 1
-    derainer = settings.derainer(*slots[0]) if in_process else settings.derainer("cpu", None)
+    # the check on the CPU cannot use CUDA graphs: the workers do
+    check = dataclasses.replace(settings, cuda_graphs=None)
+    derainer = settings.derainer(*slots[0]) if in_process else check.derainer("cpu", None)
     name = str(weights) if isinstance(weights, str | Path) else type(weights).__name__
     outcome = Report(str(out), results, name, [slot[0] for slot in slots])
     created = not out.exists()
