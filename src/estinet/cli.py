@@ -309,6 +309,23 @@ def _add_info(sub: Subcommands) -> None:
     p.set_defaults(func=cmd_info)
 
 
+def _add_precision_and_memory(p: argparse.ArgumentParser) -> None:
+    """``--half/--no-half``, ``--max-memory`` and ``--cuda-graphs/--no-cuda-graphs`` (Derainer arguments)."""
+    half = p.add_mutually_exclusive_group()
+    half.add_argument("--half", dest="half", action="store_true", default=None, help="half precision (GPU default)")
+    half.add_argument("--no-half", dest="half", action="store_false", help="full precision")
+    p.add_argument(
+        "--max-memory",
+        type=float,
+        help="memory cap in GiB for the tile/batch plan (default on CUDA: 4 for tiny, 8 for small; else none)",
+    )
+    graphs = p.add_mutually_exclusive_group()
+    graphs.add_argument(
+        "--cuda-graphs", dest="cuda_graphs", action="store_true", default=None, help="CUDA graphs (CUDA default)"
+    )
+    graphs.add_argument("--no-cuda-graphs", dest="cuda_graphs", action="store_false", help="plain CUDA launches")
+
+
 def _add_derain(sub: Subcommands) -> None:
     """The ``derain`` command's arguments."""
     from estinet.data.video_io import X264_PRESETS
@@ -346,23 +363,11 @@ def _add_derain(sub: Subcommands) -> None:
     )
     p.add_argument("--threads", type=int, help="CPU threads (many videos: per worker, and CPUs per Ray task)")
     p.add_argument("--batch", type=int, help="windows per forward pass (default: automatic)")
-    half = p.add_mutually_exclusive_group()
-    half.add_argument("--half", dest="half", action="store_true", default=None, help="half precision (GPU default)")
-    half.add_argument("--no-half", dest="half", action="store_false", help="full precision")
+    _add_precision_and_memory(p)
     motion = p.add_mutually_exclusive_group()
     motion.add_argument("--motion", dest="motion", action="store_true", default=None, help="force motion compensation")
     motion.add_argument("--no-motion", dest="motion", action="store_false", help="disable motion compensation")
     p.add_argument("--official-windows", action="store_true", help="the authors' window padding (official weights)")
-    p.add_argument(
-        "--max-memory",
-        type=float,
-        help="memory cap in GiB for the tile/batch plan (default on CUDA: 4 for tiny, 8 for small; else none)",
-    )
-    graphs = p.add_mutually_exclusive_group()
-    graphs.add_argument(
-        "--cuda-graphs", dest="cuda_graphs", action="store_true", default=None, help="CUDA graphs (CUDA default)"
-    )
-    graphs.add_argument("--no-cuda-graphs", dest="cuda_graphs", action="store_false", help="plain CUDA launches")
     p.add_argument(
         "--backend",
         choices=("torch", "onnxruntime"),
@@ -448,13 +453,7 @@ def _add_bench(sub: Subcommands) -> None:
     )
     p.add_argument("--streaming-only", action="store_true", help="only the streaming mode (same as --modes streaming)")
     p.add_argument("--batch", type=int, help="frames/windows per call (default: the automatic plan's)")
-    p.add_argument("--max-memory", type=float, help="memory cap in GiB (default on CUDA: 4 tiny, 8 small)")
-    half = p.add_mutually_exclusive_group()
-    half.add_argument("--half", dest="half", action="store_true", default=None, help="half precision (GPU default)")
-    half.add_argument("--no-half", dest="half", action="store_false", help="full precision")
-    graphs = p.add_mutually_exclusive_group()
-    graphs.add_argument("--cuda-graphs", dest="cuda_graphs", action="store_true", default=None, help="CUDA graphs")
-    graphs.add_argument("--no-cuda-graphs", dest="cuda_graphs", action="store_false", help="plain CUDA launches")
+    _add_precision_and_memory(p)
     p.add_argument(
         "--backend",
         nargs="+",
