@@ -81,3 +81,32 @@ def test_installed_packages_give_at_least_50_training_scenes() -> None:
     assert len(found) >= 50
     assert not HELDOUT & {s.name for s in found}
     assert {"opencv-doc", "mate-backgrounds", "plasma-workspace-wallpapers"} <= {s.origin for s in found}
+
+
+def test_data_root_environment_moves_the_search(fake_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """ESTINET_DATA_ROOT points the training sources at a packed copy of the photographs (a machine without them)."""
+    from estinet.data import sources
+
+    monkeypatch.setenv(sources.DATA_ROOT_ENV, str(fake_root))
+    sources._package_stills_cached.cache_clear()
+    try:
+        names = {s.name for s in training_sources()}
+        assert {"opencv-fruits", "mate-garden", "lomiri-kleiber", "plasma-path"} <= names
+    finally:
+        monkeypatch.delenv(sources.DATA_ROOT_ENV)
+        sources._package_stills_cached.cache_clear()
+
+
+def test_pack_scenes_keeps_every_photograph(fake_root: Path, tmp_path: Path) -> None:
+    """benchmarks/pack_scenes.py: the packed tree yields the same sources, downscaled."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+    try:
+        import pack_scenes
+    finally:
+        sys.path.pop(0)
+    files, _ = pack_scenes.pack(tmp_path / "packed", max_side=512, quality=85, root=fake_root)
+    packed = debian_photo_sources(tmp_path / "packed")
+    assert files == 4 and [s.name for s in packed] == [s.name for s in debian_photo_sources(fake_root)]
+    assert max(max(s.height, s.width) for s in packed) <= 512

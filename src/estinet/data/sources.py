@@ -64,6 +64,7 @@ import functools
 import importlib.util
 import itertools
 import math
+import os
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
@@ -196,6 +197,9 @@ _NAME_PREFIX = {
     "lomiri-wallpapers-20.04": "lomiri",
     "plasma-workspace-wallpapers": "plasma",
 }
+DATA_ROOT_ENV = "ESTINET_DATA_ROOT"
+"""Environment variable: a folder to search for the ``make data`` photographs instead of ``/`` (a copy of their
+``usr/share/...`` tree, e.g. made by ``benchmarks/pack_scenes.py`` for a machine without the packages)."""
 MIN_STILL_SIDE = 256
 """Shortest side (pixels, after downscaling) of a package photograph used as a source."""
 MAX_STILL_SIDE = 1280
@@ -654,7 +658,7 @@ def _package_stills_cached() -> tuple[CleanSource, ...]:
         for filename, name in _SKIMAGE_STILLS:
             if (skimage / filename).is_file():
                 out.append(_still_source(skimage / filename, name, "scikit-image"))
-    return (*out, *debian_photo_sources())
+    return (*out, *debian_photo_sources(os.environ.get(DATA_ROOT_ENV) or "/"))
 
 
 def still_problem(image: np.ndarray) -> str | None:
