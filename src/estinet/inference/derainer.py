@@ -272,7 +272,9 @@ class Derainer:
         """The plan's memory cap in GiB (None: none beyond half of what is available)."""
         graphable = not self.is_official and config.variant != "sicm-2dcnn"
         if cuda_graphs and self.device.type != "cuda":
-            raise DerainError(f"cuda_graphs needs a CUDA device, not {self.device}; drop --cuda-graphs (cuda_graphs=None)")
+            raise DerainError(
+                f"cuda_graphs needs a CUDA device, not {self.device}; drop --cuda-graphs (cuda_graphs=None)"
+            )
         if cuda_graphs and not graphable:
             raise DerainError(f"cuda_graphs is not supported for the {config.variant!r} variant; pass None or False")
         self.cuda_graphs = bool(self.device.type == "cuda" and graphable if cuda_graphs is None else cuda_graphs)
