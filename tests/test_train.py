@@ -533,6 +533,15 @@ def test_init_from_adds_a_rain_gate_to_weights_trained_without_one(tmp_path: Pat
     torch.testing.assert_close(got, x[:, 2] + m * (want - x[:, 2]), rtol=0, atol=1e-5)
 
 
+def test_init_from_adds_a_temporal_rain_gate(tmp_path: Path, pairs: Path) -> None:
+    torch.manual_seed(6)
+    plain = preset_config("estinet", "tiny")
+    ungated = save_weights(build_model(plain), plain, tmp_path / "ungated.safetensors")
+    overrides = ("model.rain_gate=true", "model.rain_gate_evidence=temporal", f"train.init_from={ungated}")
+    trainer = Trainer(_config(pairs, "model.variant=estinet", "model.preset=tiny", *overrides), out_dir=tmp_path / "t")
+    assert trainer.core.estm.temporal_evidence and trainer.core.estm.gate[0].in_channels == plain.estm_channels + 9
+
+
 def test_gate_weight_needs_a_gate_and_trains_it(tmp_path: Path, pairs: Path) -> None:
     tiny = ("model.variant=estinet", "model.preset=tiny", "train.stage1_steps=0", "train.stage2_steps=2")
     with pytest.raises(ConfigError, match="needs a rain gate"):

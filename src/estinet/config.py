@@ -31,6 +31,7 @@ VARIANTS: tuple[str, ...] = (
 )
 PRESETS: tuple[str, ...] = ("tiny", "small", "paper")
 INITS: tuple[str, ...] = ("kaiming", "paper")
+GATE_EVIDENCE: tuple[str, ...] = ("features", "temporal")
 
 
 class ConfigError(EstinetError, ValueError):
@@ -65,6 +66,9 @@ class ModelConfig:
             ``rainy + m * (refined - rainy)``, so pixels without rain can come back exactly as they went in
             (:class:`estinet.models.estm.ESTM`). Needs ESTM; off in the presets (the paper's model), on in the
             shipped models' training configs.
+        rain_gate_evidence: what the rain gate sees: ``features`` (ESTM's features and the two proposed residuals)
+            or ``temporal`` (those and the centre frame minus the median of the aligned window: rain is transient,
+            texture is not). Needs ``rain_gate``.
     """
 
     variant: str = "estinet"
@@ -85,6 +89,7 @@ class ModelConfig:
     motion_compensation: bool = True
     init: str = "kaiming"
     rain_gate: bool = False
+    rain_gate_evidence: str = "features"
 
     def __post_init__(self) -> None:
         _check_choice("variant", self.variant, VARIANTS)
@@ -115,6 +120,11 @@ class ModelConfig:
             raise ConfigError(f"model.rain_gate must be true or false, got {self.rain_gate!r}")
         if self.rain_gate and self.variant != "estinet":
             raise ConfigError(f"model.rain_gate needs ESTM (variant estinet), not {self.variant!r}; set it to false")
+        _check_choice("rain_gate_evidence", self.rain_gate_evidence, GATE_EVIDENCE)
+        if self.rain_gate_evidence != "features" and not self.rain_gate:
+            raise ConfigError(
+                f"model.rain_gate_evidence={self.rain_gate_evidence!r} needs model.rain_gate=true; set both or neither"
+            )
 
     @property
     def num_frames(self) -> int:

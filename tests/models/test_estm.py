@@ -157,3 +157,32 @@ def test_rain_gate_inputs_are_detached() -> None:
     logits[-1].sum().backward()
     for name, p in gated.named_parameters():
         assert (p.grad is not None) == name.startswith("gate."), name
+
+
+def test_temporal_evidence_is_the_centre_against_the_window_median() -> None:
+    """rain_gate_evidence="temporal": the gate also sees centre - median of the 5 aligned rainy frames."""
+    torch.manual_seed(4)
+    gated = ESTM(4, 1, 1, 4, gate=True, temporal_evidence=True)
+    assert gated.gate[0].in_channels == 4 + 9
+    seen: list[torch.Tensor] = []
+    gated.gate.register_forward_hook(lambda _m, inputs, _o: seen.append(inputs[0]))
+    coarse, rainy = torch.rand(2, 5, 3, 10, 12), torch.rand(2, 5, 3, 10, 12)
+    gated(coarse, rainy)
+    torch.testing.assert_close(seen[-1][:, -3:], rainy[:, 2] - rainy.median(dim=1).values, rtol=0, atol=0)
+    gated.reset_gate(open_logit=-40.0)
+    torch.testing.assert_close(gated(coarse, rainy), rainy[:, 2], rtol=0, atol=1e-6)
+    with pytest.raises(ValueError, match="gate=True"):
+        ESTM(4, 1, 1, 4, temporal_evidence=True)
+
+
+def test_temporal_evidence_config() -> None:
+    from estinet.config import ConfigError, preset_config
+    from estinet.models import build_model
+
+    config = preset_config("estinet", "tiny", rain_gate=True, rain_gate_evidence="temporal")
+    assert build_model(config).estm.temporal_evidence
+    assert not build_model(preset_config("estinet", "tiny", rain_gate=True)).estm.temporal_evidence
+    with pytest.raises(ConfigError, match=r"needs model\.rain_gate=true"):
+        preset_config("estinet", "tiny", rain_gate_evidence="temporal")
+    with pytest.raises(ConfigError, match="rain_gate_evidence must be one of"):
+        preset_config("estinet", "tiny", rain_gate=True, rain_gate_evidence="colour")

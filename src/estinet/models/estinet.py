@@ -102,7 +102,12 @@ class ESTINet(nn.Module):
             self.head_spatial = nn.Conv2d(cf, 3, k, padding=k // 2, bias=False) if config.temporal_stride > 1 else None
         if config.has_estm:
             self.estm = ESTM(
-                config.estm_channels, config.estm_blocks, config.estm_layers, config.estm_growth, config.rain_gate
+                config.estm_channels,
+                config.estm_blocks,
+                config.estm_layers,
+                config.estm_growth,
+                config.rain_gate,
+                temporal_evidence=config.rain_gate_evidence == "temporal",
             )
         init_weights(self, config.init)
 

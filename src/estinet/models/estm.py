@@ -166,20 +166,26 @@ class ESTM(nn.Module):
             the centre frame (coarse - rainy, refined - rainy), detached: it judges the proposal and only its own
             weights learn from its terms (``train.gate_weight``, ``train.background_weight``;
             :func:`estinet.losses.derain_loss`).
+        temporal_evidence: the gate also sees the centre rainy frame minus the median of the 5 aligned rainy frames
+            (rain is transient, texture is not): ``model.rain_gate_evidence="temporal"``.
 
     Input: coarse (N, 5, 3, H, W) and rainy (N, 5, 3, H, W), both in [0, 1] and aligned to the centre frame.
     Output: refined centre frame (N, 3, H, W).
     """
 
-    def __init__(self, channels: int, blocks: int, layers: int, growth: int, gate: bool = False) -> None:
+    def __init__(
+        self, channels: int, blocks: int, layers: int, growth: int, gate: bool = False, temporal_evidence: bool = False
+    ) -> None:
         super().__init__()
+        if temporal_evidence and not gate:
+            raise ValueError("temporal_evidence is evidence for the rain gate: pass gate=True too")
+        self.temporal_evidence = temporal_evidence
         self.conv3d_1 = TemporalConv3d(6, channels)
         self.conv3d_2 = TemporalConv3d(channels, channels)
         self.blocks = nn.Sequential(*[DenseBlock(channels, layers, growth) for _ in range(blocks)])
         self.out = conv3x3(channels, 3)
-        self.gate = (
-            nn.Sequential(nn.Conv2d(channels + 6, 8, 1), nn.ReLU(), conv3x3(8, 1)) if gate else None
-        )  # input: features + two proposed residuals (3 + 3 channels)
+        evidence = channels + 6 + (3 if temporal_evidence else 0)  # features, two proposed residuals, [transience]
+        self.gate = nn.Sequential(nn.Conv2d(evidence, 8, 1), nn.ReLU(), conv3x3(8, 1)) if gate else None
 
     def reset_gate(self, open_logit: float = 4.0) -> None:
         """Start the gate open everywhere (``m = sigmoid(open_logit)``, 0.98 by default): zero weights, constant bias.
@@ -205,6 +211,9 @@ class ESTM(nn.Module):
         if self.gate is None:
             return refined
         centre = rainy[:, 2]
-        evidence = torch.cat([y, coarse[:, 2] - centre, refined - centre], dim=1).detach()  # (N, C + 6, H, W)
+        terms = [y, coarse[:, 2] - centre, refined - centre]
+        if self.temporal_evidence:  # rain is transient: the centre frame against the median of the aligned window
+            terms.append(centre - rainy.sort(dim=1).values[:, 2])
+        evidence = torch.cat(terms, dim=1).detach()  # (N, C + 6 [+ 3], H, W)
         mask = torch.sigmoid(self.gate(evidence)).to(refined.dtype)  # half precision under autocast
         return torch.lerp(centre.to(refined.dtype), refined, mask)  # rainy + m * (refined - rainy)

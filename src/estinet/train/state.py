@@ -247,7 +247,12 @@ def init_from_weights(model: nn.Module, config: ModelConfig, spec: str) -> None:
     # the initialisation scheme does not matter once weights are loaded; every other field is the architecture,
     # except that a rain gate may be added to weights trained without one (it starts open: their function)
     add_gate = config.rain_gate and not stored.rain_gate
-    wanted = dataclasses.replace(config, init=stored.init, rain_gate=stored.rain_gate if add_gate else config.rain_gate)
+    wanted = dataclasses.replace(
+        config,
+        init=stored.init,
+        rain_gate=stored.rain_gate if add_gate else config.rain_gate,
+        rain_gate_evidence=stored.rain_gate_evidence if add_gate else config.rain_gate_evidence,
+    )
     if stored != wanted:
         stored_fields, wanted_fields = to_dict(stored), to_dict(wanted)
         differ = ", ".join(
