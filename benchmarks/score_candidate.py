@@ -1,0 +1,64 @@
+"""Score candidate weights on the held-out benchmark against a shipped model's committed scores (one line per column).
+
+For training experiments: the same protocol as ``benchmarks/score_weights.py`` (``benchmarks/heldout.py``: 12 clips x
+9 frames per column, PSNR-Y sequence mean, background PSNR-Y on the pixels the renderer left rain-free), printed
+beside the reference's committed numbers. ``--soft-threshold T`` scores the candidate with its residual shrunk at
+inference (``out = rainy + r * max(0, |r| - T) / |r|`` per pixel, ``|r|`` the largest channel difference in 8-bit
+levels), a test of leaving small changes out.
+
+    python benchmarks/score_candidate.py runs/tiny-realrain-attempt7/model.safetensors
+    python benchmarks/score_candidate.py tiny --soft-threshold 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+
+import numpy as np
+
+from estinet.inference import Derainer
+from heldout import BENCHMARKS, score
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def shrunk(derainer: Derainer, threshold: float) -> Callable[[Iterable[np.ndarray]], Iterator[np.ndarray]]:
+    """A predictor: the derainer's output with its residual soft-thresholded at ``threshold`` levels."""
+
+    def predict(frames: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+        frames = list(frames)
+        for rainy, out in zip(frames, derainer.derain_frames(iter(frames)), strict=True):
+            residual = out.astype(np.float32) - rainy.astype(np.float32)
+            size = np.abs(residual).max(axis=2, keepdims=True)
+            scale = np.clip((size - threshold) / np.maximum(size, 1e-6), 0.0, 1.0)
+            yield np.clip(rainy + np.rint(residual * scale), 0, 255).astype(np.uint8)
+
+    return predict
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("weights", help="candidate weights (file or shipped name)")
+    parser.add_argument("--reference", default=str(ROOT / "docs/results/scores-tiny.json"), help="committed scores")
+    parser.add_argument("--label", default="estinet tiny", help="the reference's row in that file")
+    parser.add_argument("--soft-threshold", type=float, default=0.0, help="shrink the residual by this many levels")
+    args = parser.parse_args()
+    reference = json.loads(Path(args.reference).read_text())[args.label]
+    derainer = Derainer(args.weights, device="cpu")
+    predict = shrunk(derainer, args.soft_threshold) if args.soft_threshold > 0 else derainer.derain_frames
+    for bench in BENCHMARKS:
+        got, ref = score(predict, bench, "candidate"), reference[bench]
+        psnr, ref_psnr = got["sequence_mean"]["psnr_y"], ref["sequence_mean"]["psnr_y"]
+        bg, ref_bg = got.get("background_psnr_y"), ref.get("background_psnr_y")
+        line = f"{bench:16s} PSNR-Y {psnr:6.2f} (reference {ref_psnr:6.2f}, {psnr - ref_psnr:+.2f})"
+        if bg is not None and ref_bg is not None:
+            line += f"  background {bg:6.2f} (reference {ref_bg:6.2f}, {bg - ref_bg:+.2f})"
+        print(line, flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
