@@ -76,8 +76,7 @@ class Tiler:
             (:func:`~estinet.models.motion.translate_batch_into`) instead of a few calls per frame (GPUs).
         cuda_graphs: replay whole-frame calls as CUDA graphs (:mod:`estinet.inference.graphs`), one per call and
             shape; a short last batch is padded to the plan's batch. Models with per-frame terms only.
-        graphs: the captured graphs by call and shape (filled in as shapes appear).
-        pool: the graphs' shared memory pool (created with the first graph).
+        graphs: the captured graphs by call and shape (filled in as shapes appear; they share one memory pool).
     """
 
     model: nn.Module
@@ -88,15 +87,13 @@ class Tiler:
     batched_align: bool = False
     cuda_graphs: bool = False
     graphs: dict[tuple[Any, ...], GraphedCall] = field(default_factory=dict, compare=False, repr=False)
-    pool: list[Any] = field(default_factory=list, compare=False, repr=False)
 
     def _graph(self, key: tuple[Any, ...], fn: Any, example: list[Tensor]) -> GraphedCall:
         """The graph for ``key``, captured from ``example`` inputs on first use (one memory pool per tiler)."""
         graph = self.graphs.get(key)
         if graph is None:
-            graph = GraphedCall(fn, example, self.amp_dtype, pool=self.pool[0] if self.pool else None)
-            self.pool[:] = [graph.pool]
-            self.graphs[key] = graph
+            pool = next(iter(self.graphs.values())).pool if self.graphs else None
+            graph = self.graphs[key] = GraphedCall(fn, example, self.amp_dtype, pool=pool)
         return graph
 
     def graph_seconds(self) -> float:
@@ -157,14 +154,9 @@ class Tiler:
             disp_host = disp.detach().to("cpu")  # computed on the host: no device round trip, no synchronisation
             for scale in (1.0, 1.0 / s):
                 shifts[scale] = centre_shifts(disp_host, scale).to(torch.float64).tolist()
-        batched = self.batched_align
 
         def run(py0: int, py1: int, px0: int, px1: int) -> Tensor:
-            # aligned while gathered: one copy per frame instead of a stack and then a translation
-            rainy = _gather(slots, windows, "rainy", (py0, py1, px0, px1), shifts.get(1.0), batched=batched)
-            full = _gather(slots, windows, "full", (py0, py1, px0, px1), shifts.get(1.0), batched=batched)
-            box = (py0 // s, py1 // s, px0 // s, px1 // s)
-            low = _gather(slots, windows, "low", box, shifts.get(1.0 / s), batched=batched)
+            rainy, full, low = self._window_inputs(slots, windows, shifts, (py0, py1, px0, px1))
             with runtime.autocast(self.device, self.amp_dtype):
                 return self.model.window_forward(rainy, full, low, None)[1]
 
@@ -191,6 +183,25 @@ class Tiler:
         full, low = graph(padded)
         return full[:n].clone(), low[:n].clone()
 
+    def _window_inputs(
+        self,
+        slots: Mapping[int, Slot],
+        windows: list[list[int]],
+        shifts: dict[float, list[list[float]]],
+        box: tuple[int, int, int, int],
+        out: list[Tensor] | None = None,
+    ) -> list[Tensor]:
+        """The windows' ``rainy``, ``full`` and ``low`` crops of ``box`` (frame pixels; ``low`` at 1/stride), aligned
+        while gathered (one copy per frame instead of a stack and then a translation), into ``out`` when given."""
+        y0, y1, x0, x1 = box
+        s = self.stride
+        fields = (("rainy", box, 1.0), ("full", box, 1.0), ("low", (y0 // s, y1 // s, x0 // s, x1 // s), 1.0 / s))
+        targets = out if out is not None else [None] * len(fields)
+        return [
+            _gather(slots, windows, attr, crop, shifts.get(scale), out=target, batched=self.batched_align)
+            for (attr, crop, scale), target in zip(fields, targets, strict=True)
+        ]
+
     def _graphed_windows(
         self, slots: Mapping[int, Slot], windows: list[list[int]], shifts: dict[float, list[list[float]]], batch: int
     ) -> Tensor:
@@ -200,22 +211,15 @@ class Tiler:
         t = len(windows[0])
         windows = windows + [windows[-1]] * (size - count)
         shifts = {scale: rows + rows[-t:] * (size - count) for scale, rows in shifts.items()}
-        s = self.stride
         first = slots[windows[0][0]]
-        hp, wp = first.rainy.shape[-2:]
-        boxes = {"rainy": (0, hp, 0, wp), "full": (0, hp, 0, wp), "low": (0, hp // s, 0, wp // s)}
-        scales = {"rainy": 1.0, "full": 1.0, "low": 1.0 / s}
-        key = ("window", size, t, *((tuple(getattr(first, a).shape), getattr(first, a).dtype) for a in boxes))
+        box = (0, first.rainy.shape[-2], 0, first.rainy.shape[-1])
+        key = ("window", size, t, *((tuple(term.shape), term.dtype) for term in (first.rainy, first.full, first.low)))
         graph = self.graphs.get(key)
         if graph is None:
-            example = [
-                _gather(slots, windows, attr, boxes[attr], shifts.get(scales[attr]), batched=self.batched_align)
-                for attr in boxes
-            ]
+            example = self._window_inputs(slots, windows, shifts, box)
             graph = self._graph(key, lambda r, f, lo: self.model.window_forward(r, f, lo, None)[1], example)
         else:
-            for attr, static in zip(boxes, graph.inputs, strict=True):
-                _gather(slots, windows, attr, boxes[attr], shifts.get(scales[attr]), out=static, batched=True)
+            self._window_inputs(slots, windows, shifts, box, out=graph.inputs)
         return graph.replay()[:count]
 
 
@@ -253,7 +257,7 @@ def _gather(
         return out
     if batched:
         stacked = torch.stack([crop for row in crops for crop in row])  # (B*T, C, h, w)
-        translate_batch_into(out.view(-1, *first.shape), stacked, [(dy, dx) for dy, dx in shifts])
+        translate_batch_into(out.view(-1, *first.shape), stacked, shifts)
         return out
     scratch = torch.empty_like(out[0, 0])
     for b, row in enumerate(crops):

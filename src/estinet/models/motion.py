@@ -44,6 +44,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -632,7 +633,7 @@ def _axis_sources(values: list[float], n: int, device: torch.device) -> tuple[Te
     return both[0], both[1], [s[1] for s in split]
 
 
-def translate_batch_into(out: Tensor, x: Tensor, shifts: list[tuple[float, float]]) -> None:
+def translate_batch_into(out: Tensor, x: Tensor, shifts: Sequence[Sequence[float]]) -> None:
     """:func:`translate_into` of M images at once, with a fixed number of kernels (no per-image calls).
 
     For GPUs, where one small call per image and axis is bound by launches, not arithmetic: per axis along which any
