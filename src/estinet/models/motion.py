@@ -42,6 +42,7 @@ All FFT work runs in float32 (float64 for float64 input) on the input's device.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import math
 from collections.abc import Sequence
@@ -183,6 +184,21 @@ class FrameSpectrum:
     factor: int
     size: tuple[int, int]
     full_size: tuple[int, int]
+
+    def rows(self, index: slice) -> FrameSpectrum:
+        """The frames ``index`` (a slice of the first dimension)."""
+        return dataclasses.replace(
+            self, spectrum=self.spectrum[index], image=self.image[index], textured=self.textured[index]
+        )
+
+    def followed_by(self, other: FrameSpectrum) -> FrameSpectrum:
+        """This spectrum's frames, then ``other``'s (same sizes)."""
+        return dataclasses.replace(
+            self,
+            spectrum=torch.cat([self.spectrum, other.spectrum]),
+            image=torch.cat([self.image, other.image]),
+            textured=torch.cat([self.textured, other.textured]),
+        )
 
 
 def _windowed_spectrum(x: Tensor, factor: int, full_size: tuple[int, int]) -> FrameSpectrum:
@@ -476,13 +492,8 @@ def pair_displacements(
     ok = spec.textured.unflatten(0, (b, t))  # (B, T)
 
     def part(sl: slice) -> FrameSpectrum:
-        return FrameSpectrum(
-            grid[:, sl].flatten(0, 1),
-            image[:, sl].flatten(0, 1),
-            ok[:, sl].flatten(),
-            spec.factor,
-            spec.size,
-            spec.full_size,
+        return dataclasses.replace(
+            spec, spectrum=grid[:, sl].flatten(0, 1), image=image[:, sl].flatten(0, 1), textured=ok[:, sl].flatten()
         )
 
     disp, conf = correlate_spectra(part(slice(0, t - 1)), part(slice(1, t)), max_shift, min_confidence)
@@ -850,36 +861,11 @@ class StreamingMotion:
         conf = frames.new_zeros(n, dtype=dtype)
         first = 0 if previous is not None else 1  # the first frame of the stream has nothing to pair with
         if first < n:
-            rows = slice(first - 1, n - 1) if first else slice(0, n - 1)
-
-            def cat(before: FrameSpectrum | None, attr: str) -> Tensor:
-                part = getattr(current, attr)[rows]
-                return torch.cat([getattr(before, attr), part]) if before is not None else part
-
-            ref = FrameSpectrum(
-                cat(previous, "spectrum"),
-                cat(previous, "image"),
-                cat(previous, "textured"),
-                current.factor,
-                current.size,
-                current.full_size,
-            )
-            mov = FrameSpectrum(
-                current.spectrum[first:],
-                current.image[first:],
-                current.textured[first:],
-                current.factor,
-                current.size,
-                current.full_size,
-            )
+            ref = current.rows(slice(0, n - 1))  # each frame's predecessor: the previous push's last, then these
+            if previous is not None:
+                ref = previous.followed_by(ref)
+            mov = current.rows(slice(first, n))
             disp[first:], conf[first:] = correlate_spectra(ref, mov, self.max_shift, self.min_confidence)
-        self._previous = FrameSpectrum(
-            current.spectrum[n - 1 :],
-            current.image[n - 1 :],
-            current.textured[n - 1 :],
-            current.factor,
-            current.size,
-            current.full_size,
-        )
+        self._previous = current.rows(slice(n - 1, n))
         self.last_confidence = conf[n - 1 :]
         return disp
