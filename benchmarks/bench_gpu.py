@@ -28,7 +28,7 @@ from typing import Any
 
 import torch
 
-from estinet.benchmark import machine_description, matmul_peak_gflops, write_bench_clip
+from estinet.benchmark import bench_frames, machine_description, matmul_peak_gflops, write_bench_clip
 from estinet.inference import Derainer
 
 PEERS = """Peer figures quoted from issue #11 (measured in another session on an NVIDIA H200, torch 2.11, 640x480
@@ -41,13 +41,6 @@ frames already on the GPU, each method under its own protocol; not re-measured h
 | estinet `tiny` before this work (streaming, `Derainer.derain_tensors`) | 134 | 129 | 1.8-2.9 GiB |
 | estinet `small` before this work (streaming) | 85 | 92 | 3.7-10.7 GiB |
 """
-
-
-def frames_on_gpu(count: int, height: int, width: int, device: torch.device) -> list[torch.Tensor]:
-    """``count`` references into a pool of 16 random (3, H, W) frames on the device."""
-    g = torch.Generator().manual_seed(0)
-    pool = torch.rand(min(16, count), 3, height, width, generator=g).to(device)
-    return [pool[i % len(pool)] for i in range(count)]
 
 
 def streaming_row(
@@ -72,10 +65,10 @@ def streaming_row(
     h, w = size
     torch.cuda.synchronize()
     torch.cuda.reset_peak_memory_stats()
-    for _ in derainer.derain_tensors(iter(frames_on_gpu(warmup, h, w, device))):
+    for _ in derainer.derain_tensors(bench_frames(warmup, h, w, device)):
         pass
     torch.cuda.synchronize()
-    clip = frames_on_gpu(frames, h, w, device)
+    clip = list(bench_frames(frames, h, w, device))
     torch.cuda.synchronize()
     start = time.perf_counter()
     for _ in derainer.derain_tensors(iter(clip)):
@@ -111,7 +104,7 @@ def per_window_row(weights: str, size: tuple[int, int], frames: int) -> dict[str
     device = torch.device("cuda")
     derainer = Derainer(weights, device=device)
     h, w = size
-    clip = torch.stack(frames_on_gpu(frames, h, w, device))
+    clip = torch.stack(list(bench_frames(frames, h, w, device)))
     derainer.derain_per_window(clip[:5])
     torch.cuda.synchronize()
     torch.cuda.reset_peak_memory_stats()

@@ -120,7 +120,7 @@ GPU_FRAME_POOL = 16
 """Distinct random frames made once on a GPU and cycled: GPU throughput is measured on frames already there."""
 
 
-def _frames(count: int, height: int, width: int, device: torch.device) -> Iterator[torch.Tensor]:
+def bench_frames(count: int, height: int, width: int, device: torch.device) -> Iterator[torch.Tensor]:
     """``count`` random (3, H, W) frames: on CPU made one at a time (the stream itself holds no clip); on a GPU a
     pool of :data:`GPU_FRAME_POOL` frames made on the device and cycled (no host work or upload in the timing)."""
     g = torch.Generator().manual_seed(0)
@@ -197,10 +197,10 @@ def _measure(
             with tempfile.TemporaryDirectory() as tmp:
                 derainer.derain_video(clip, Path(tmp) / "out.mp4", progress=False)
         elif mode in ("streaming", "end-to-end"):
-            for _ in derainer.derain_tensors(_frames(count, height, width, device)):
+            for _ in derainer.derain_tensors(bench_frames(count, height, width, device)):
                 pass
         else:
-            derainer.derain_per_window(torch.stack(list(_frames(count, height, width, device))))
+            derainer.derain_per_window(torch.stack(list(bench_frames(count, height, width, device))))
         _sync(device)
         return time.perf_counter() - t0
 
