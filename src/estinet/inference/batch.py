@@ -416,41 +416,14 @@ class _Settings:
     """
 
     weights: Any
-    tile: int | None
-    tile_margin: int | None
-    half: bool | None
-    batch: int | None
-    motion: bool | None
-    official_windows: bool
-    max_memory: float | None
-    cuda_graphs: bool | None
-    backend: str
-    onnx_dir: str | None
-    overwrite: bool
-    lossless: bool
-    crf: int
-    x264_preset: str
-    keep_partial_input: bool
+    options: dict[str, Any]  # the Derainer's keyword arguments besides device and threads
+    video: dict[str, Any]  # derain_video's output keyword arguments (overwrite, lossless, crf, ...)
 
     def derainer(self, device: str, threads: int | None) -> Derainer:
         """A :class:`Derainer` with these options on ``device`` (``threads`` torch threads when given)."""
         from estinet.inference.derainer import Derainer
 
-        return Derainer(
-            self.weights,
-            device=device,
-            threads=threads,
-            tile=self.tile,
-            tile_margin=self.tile_margin,
-            half=self.half,
-            batch=self.batch,
-            motion=self.motion,
-            official_windows=self.official_windows,
-            max_memory=self.max_memory,
-            cuda_graphs=self.cuda_graphs,
-            backend=self.backend,
-            onnx_dir=self.onnx_dir,
-        )
+        return Derainer(self.weights, device=device, threads=threads, **self.options)
 
 
 def _failed(job: Job, error: str, worker: str | None = None) -> FileResult:
@@ -470,12 +443,8 @@ def _derain_one(derainer: Derainer, job: Job, settings: _Settings, *, worker: st
                 derainer,
                 job.input,
                 job.output,
-                overwrite=settings.overwrite,
-                lossless=settings.lossless,
-                crf=settings.crf,
                 progress=progress,
-                x264_preset=settings.x264_preset,
-                keep_partial_input=settings.keep_partial_input,
+                **settings.video,
             )
         except Exception as exc:
             result.status, result.error = "failed", failure_message(exc)
@@ -828,21 +797,25 @@ def derain_many(
         raise DerainError(f"the report {report_path} would replace an output; pick another report path")
     settings = _Settings(
         weights=_portable_weights(weights),
-        tile=tile,
-        tile_margin=tile_margin,
-        half=half,
-        batch=batch,
-        motion=motion,
-        official_windows=official_windows,
-        max_memory=max_memory,
-        cuda_graphs=cuda_graphs,
-        backend=backend,
-        onnx_dir=None if onnx_dir is None else str(onnx_dir),
-        overwrite=overwrite,
-        lossless=lossless,
-        crf=crf,
-        x264_preset=x264_preset,
-        keep_partial_input=keep_partial_input,
+        options={
+            "tile": tile,
+            "tile_margin": tile_margin,
+            "half": half,
+            "batch": batch,
+            "motion": motion,
+            "official_windows": official_windows,
+            "max_memory": max_memory,
+            "cuda_graphs": cuda_graphs,
+            "backend": backend,
+            "onnx_dir": None if onnx_dir is None else str(onnx_dir),
+        },
+        video={
+            "overwrite": overwrite,
+            "lossless": lossless,
+            "crf": crf,
+            "x264_preset": x264_preset,
+            "keep_partial_input": keep_partial_input,
+        },
     )
     results = [FileResult(str(job.input), str(job.output)) for job in planned]
     todo = []
@@ -856,7 +829,7 @@ def derain_many(
     slots = [("ray", threads)] if ray is not None else _local_workers(device, jobs, threads)
     in_process = ray is None and len(slots) == 1
     # the check on the CPU cannot use CUDA graphs: the workers do
-    check = dataclasses.replace(settings, cuda_graphs=None)
+    check = dataclasses.replace(settings, options={**settings.options, "cuda_graphs": None})
     derainer = settings.derainer(*slots[0]) if in_process else check.derainer("cpu", None)
     name = str(weights) if isinstance(weights, str | Path) else type(weights).__name__
     outcome = Report(str(out), results, name, [slot[0] for slot in slots])
