@@ -80,7 +80,7 @@ def streaming_row(
         "row": name,
         "model": weights,
         "size": f"{w}x{h}",
-        "precision": {None: "fp32", torch.float16: "fp16"}[derainer.amp_dtype],
+        "precision": derainer.precision,
         "batch": plan.batch if plan else None,
         "tile": plan.tile if plan else None,
         "cuda_graphs": derainer.cuda_graphs,

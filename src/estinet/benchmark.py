@@ -216,11 +216,10 @@ def _measure(
     else:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
     stats = derainer.last_stats
-    precision = {None: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}[derainer.amp_dtype]
     return {
         "fps": frames / seconds,
         "peak_mib": peak,
-        "precision": precision,
+        "precision": derainer.precision,
         "batch": stats.plan.batch if stats.plan is not None and mode != "per-window" else 1,
         "cuda_graphs": derainer.cuda_graphs and mode != "per-window",
         "setup_s": setup,
