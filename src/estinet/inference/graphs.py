@@ -8,6 +8,7 @@ single launch. Shapes are fixed per graph, so the streaming code pads a short la
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -42,8 +43,6 @@ class GraphedCall:
     def __init__(
         self, fn: Callable[..., Any], example: Sequence[Tensor], amp_dtype: torch.dtype | None, pool: Any = None
     ) -> None:
-        import time
-
         start = time.perf_counter()
         self.inputs = [t.clone(memory_format=torch.preserve_format) for t in example]
         device = self.inputs[0].device
