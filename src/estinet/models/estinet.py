@@ -21,13 +21,14 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from estinet.config import ModelConfig
 from estinet.models.estm import ESTM
 from estinet.models.motion import GlobalMotion, align_to_centre
-from estinet.models.sicm import SICM, conv3x3
+from estinet.models.sicm import SICM, conv3x3, conv_concat
 from estinet.models.stim import STIM
 from estinet.models.upsample import upsample_bilinear
 
@@ -149,13 +150,20 @@ class ESTINet(nn.Module):
         Returns:
             :class:`FrameFeatures` with ``full`` (N, 3, Hp, Wp) and ``low`` (N, 16*hidden, Hp/s, Wp/s).
         """
-        f = self.sicm(frames)  # (N, Cf, Hp, Wp)
         if self.cnn is not None:
+            f = self.sicm(frames)  # (N, Cf, Hp, Wp)
             return FrameFeatures(self.cnn(f), f.new_zeros(0))
         assert self.stim is not None
         s = self.config.temporal_stride
-        pooled = F.avg_pool2d(f, s) if s > 1 else f
-        spatial = self.head_spatial(f) if self.head_spatial is not None else f.new_zeros(f.shape[0], 3, *f.shape[2:])
+        if s == 1:
+            f = self.sicm(frames)
+            pooled = f
+            spatial = f.new_zeros(f.shape[0], 3, *f.shape[2:])
+        else:  # the two halves of SICM's output pooled and convolved apart: no full-resolution concatenation
+            parts = self.sicm.parts(frames)  # (N, C, Hp, Wp), (N, fusion_out, Hp, Wp)
+            pooled = torch.cat([F.avg_pool2d(p, s) for p in parts], dim=1)
+            assert self.head_spatial is not None
+            spatial = conv_concat(self.head_spatial, parts)
         return FrameFeatures(spatial, self.stim.frame_gates(self.project(pooled)))
 
     def window_forward(

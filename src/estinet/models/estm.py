@@ -129,6 +129,11 @@ class TemporalConv3d(nn.Conv3d):
         return torch.cat(samples).permute(0, 1, 4, 2, 3)
 
 
+def _concat(feats: list[Tensor]) -> Tensor:
+    """``torch.cat(feats, dim=1)``, without a copy for a single tensor."""
+    return feats[0] if len(feats) == 1 else torch.cat(feats, dim=1)
+
+
 class DenseBlock(nn.Module):
     """A densely connected block: each 3x3 conv sees all previous outputs; a 1x1 transition and a residual.
 
@@ -147,8 +152,8 @@ class DenseBlock(nn.Module):
         """(N, channels, H, W) -> (N, channels, H, W)."""
         feats = [x]
         for conv in self.convs:
-            feats.append(F.relu(conv(torch.cat(feats, dim=1))))
-        return x + self.transition(torch.cat(feats, dim=1))
+            feats.append(conv(_concat(feats)).relu_())
+        return self.transition(_concat(feats)).add_(x)
 
 
 class ESTM(nn.Module):
@@ -202,8 +207,15 @@ class ESTM(nn.Module):
         if coarse.shape[1] != 5:
             raise ValueError(f"ESTM needs windows of exactly 5 frames, got {coarse.shape[1]}")
         # (N, 5, 6, H, W), frame-major, each frame channels_last (memory (N, 5, H, W, 6))
+        n, t, c, height, width = coarse.shape
         cl = (0, 1, 3, 4, 2)
-        vol = torch.cat([coarse.permute(cl), rainy.permute(cl)], dim=-1).sub_(0.5).permute(0, 1, 4, 2, 3)
+        if torch.is_grad_enabled() or torch.onnx.is_in_onnx_export():
+            vol = torch.cat([coarse.permute(cl), rainy.permute(cl)], dim=-1).sub_(0.5).permute(0, 1, 4, 2, 3)
+        else:  # the shift written with the interleaving: one pass instead of a concatenation and a subtraction
+            vol = coarse.new_empty(n, t, height, width, 2 * c)
+            torch.sub(coarse.permute(cl), 0.5, out=vol[..., :c])
+            torch.sub(rainy.permute(cl), 0.5, out=vol[..., c:])
+            vol = vol.permute(0, 1, 4, 2, 3)
         y = self.conv3d_1.frames(vol).relu_()  # (N, 3, C, H, W)
         y = self.conv3d_2.frames(y).relu_().squeeze(1)  # (N, C, H, W)
         y = self.blocks(y)

@@ -9,14 +9,84 @@ and fuses them with a conv. The output is f_x = concat(decoder output, fusion ou
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from estinet.models.upsample import upsample_to
 
 
 def conv3x3(c_in: int, c_out: int, stride: int = 1, bias: bool = True) -> nn.Conv2d:
     """A 3x3 conv with zero padding 1."""
     return nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=bias)
+
+
+def conv_concat(conv: nn.Conv2d, parts: Sequence[Tensor]) -> Tensor:
+    """``conv(torch.cat(parts, dim=1))``; at inference, without the concatenation.
+
+    A conv over concatenated channels is the sum of one conv per part with that part's slice of the weights
+    (``groups=1``); the sum is equal to float rounding and skips writing and reading the concatenated map. With
+    autograd recording, and under ONNX export, it is the plain call.
+
+    Args:
+        conv: a 2-D conv with ``groups == 1`` whose input channels are the parts' channels in order.
+        parts: (N, C_k, H, W) tensors, sum of C_k = ``conv.in_channels``.
+
+    Returns:
+        (N, conv.out_channels, H', W').
+    """
+    if len(parts) == 1 or conv.groups != 1 or torch.is_grad_enabled() or torch.onnx.is_in_onnx_export():
+        return conv(torch.cat(list(parts), dim=1))
+    channels = sum(part.shape[1] for part in parts)
+    if channels != conv.in_channels:
+        raise ValueError(f"the parts have {channels} channels in all, the conv expects {conv.in_channels}")
+    if _pointwise_matmul(conv, parts):
+        return _pointwise_concat(conv, parts)
+    out: Tensor | None = None
+    start = 0
+    for k, part in enumerate(parts):
+        weight = conv.weight[:, start : start + part.shape[1]]
+        start += part.shape[1]
+        bias = conv.bias if k == 0 else None
+        term = F.conv2d(part, weight, bias, conv.stride, conv.padding, conv.dilation)
+        out = term if out is None else out.add_(term)
+    assert out is not None
+    return out
+
+
+def _pointwise_matmul(conv: nn.Conv2d, parts: Sequence[Tensor]) -> bool:
+    """Whether :func:`conv_concat` computes ``conv`` as matrix products: a plain 1x1 conv on channels_last CPU maps."""
+    plain = conv.kernel_size == (1, 1) and conv.stride == (1, 1) and conv.padding == (0, 0) and conv.dilation == (1, 1)
+    if not plain or torch.is_autocast_enabled("cpu"):  # autocast: the conv's own mixed precision
+        return False
+    return all(p.device.type == "cpu" and p.is_contiguous(memory_format=torch.channels_last) for p in parts)
+
+
+def _pointwise_concat(conv: nn.Conv2d, parts: Sequence[Tensor]) -> Tensor:
+    """A 1x1 conv of concatenated channels_last parts as per-sample products ``W_k @ part_k^T``, summed.
+
+    oneDNN runs a 1x1 conv with a few output channels on channels_last maps at a fraction of memory speed on CPUs; the
+    product with the pixels as the long dimension does not, and it writes the (N, O, H, W) result in the default
+    (NCHW) layout, the one of the frames it is added to (``benchmarks/bench_cpu_stages.py``).
+    """
+    n, _, height, width = parts[0].shape
+    weight = conv.weight.reshape(conv.out_channels, conv.in_channels)
+    out = parts[0].new_empty(n, conv.out_channels, height * width)  # 3-D: contiguous
+    for i in range(n):
+        start = 0
+        for k, part in enumerate(parts):
+            pixels = part[i].permute(1, 2, 0).reshape(height * width, part.shape[1])  # a view: channels_last
+            w = weight[:, start : start + part.shape[1]]
+            start += part.shape[1]
+            if k == 0:
+                torch.mm(w, pixels.t(), out=out[i])
+            else:
+                out[i].addmm_(w, pixels.t())
+        if conv.bias is not None:
+            out[i].add_(conv.bias[:, None])
+    return out.view(n, conv.out_channels, height, width)
 
 
 class ResidualBlock(nn.Module):
@@ -38,7 +108,7 @@ class ResidualBlock(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """(N, c_in, H, W) -> (N, c_out, H/stride, W/stride)."""
-        return F.relu(self.conv2(F.relu(self.conv1(x))) + self.shortcut(x))
+        return (self.conv2(self.conv1(x).relu_()) + self.shortcut(x)).relu_()
 
 
 class UpProjection(nn.Module):
@@ -60,8 +130,8 @@ class UpProjection(nn.Module):
 
     def forward(self, x: Tensor, skip: Tensor) -> Tensor:
         """x (N, c_in, h, w), skip (N, c_out, H, W) -> (N, c_out, H, W)."""
-        y = F.interpolate(self.project(x), size=skip.shape[-2:], mode="bilinear", align_corners=False) + skip
-        return F.relu(y + self.conv2(F.relu(self.conv1(y))))
+        y = upsample_to(self.project(x), skip.shape[-2:]).add_(skip)
+        return self.conv2(self.conv1(y).relu_()).add_(y).relu_()
 
 
 class SICM(nn.Module):
@@ -99,9 +169,21 @@ class SICM(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """(N, 3, H, W) in [0, 1] -> (N, C + fusion_out, H, W)."""
+        return torch.cat(self.parts(x), dim=1)
+
+    def parts(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """The two halves of :meth:`forward`'s output, not concatenated (callers that only pool or convolve the
+        features save a full-resolution copy).
+
+        Args:
+            x: (N, 3, H, W) in [0, 1], H and W multiples of 16.
+
+        Returns:
+            decoder output (N, C, H, W) and fusion output (N, fusion_out, H, W).
+        """
         if x.shape[-1] % 16 or x.shape[-2] % 16:
             raise ValueError(f"SICM needs H and W that are multiples of 16, got {tuple(x.shape[-2:])}; pad first")
-        stem = F.relu(self.stem(x - 0.5))
+        stem = self.stem(x - 0.5).relu_()
         feats: list[Tensor] = []
         y = stem
         for stage in self.stages:
@@ -111,10 +193,20 @@ class SICM(nn.Module):
         d = feats[3]
         for up, skip in zip(self.ups, skips, strict=True):
             d = up(d, skip)
-        size = x.shape[-2:]
-        fused = [
-            F.interpolate(proj(f), size=size, mode="bilinear", align_corners=False)
-            for proj, f in zip(self.fusion_proj, feats, strict=True)
-        ]
-        m = F.relu(self.fusion(torch.cat(fused, dim=1)))
-        return torch.cat([d, m], dim=1)  # (N, C + fusion_out, H, W)
+        return d, self.fusion(self._fusion_input(feats, x.shape[-2:])).relu_()
+
+    def _fusion_input(self, feats: list[Tensor], size: torch.Size) -> Tensor:
+        """Every encoder stage projected and upsampled to ``size``, concatenated: (N, 4 * fusion_channels, H, W).
+
+        On CPUs at inference each projection is upsampled straight into its channels of one channels_last map (no
+        concatenation pass); elsewhere (training, export, GPUs) upsampled and concatenated.
+        """
+        projected = [proj(f) for proj, f in zip(self.fusion_proj, feats, strict=True)]
+        first = projected[0]
+        if first.device.type != "cpu" or torch.is_grad_enabled() or torch.onnx.is_in_onnx_export():
+            return torch.cat([upsample_to(p, size) for p in projected], dim=1)
+        width = first.shape[1]
+        out = first.new_empty(first.shape[0], size[0], size[1], width * len(projected)).permute(0, 3, 1, 2)
+        for k, p in enumerate(projected):
+            upsample_to(p, size, out=out[:, k * width : (k + 1) * width])
+        return out
