@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from estinet.inference.derainer import channels_last_taps as _channels_last_taps
 from estinet.models import estm as estm_module
-from estinet.models.estm import ESTM, TemporalConv3d
+from estinet.models.estm import ESTM, TemporalConv3d, single_output_conv
 
 
 @pytest.mark.parametrize(("batch", "frames"), [(1, 3), (2, 5), (3, 4)])
@@ -186,3 +186,39 @@ def test_temporal_evidence_config() -> None:
         preset_config("estinet", "tiny", rain_gate_evidence="temporal")
     with pytest.raises(ConfigError, match="rain_gate_evidence must be one of"):
         preset_config("estinet", "tiny", rain_gate=True, rain_gate_evidence="colour")
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("bias", [False, True])
+def test_single_output_conv_equals_the_conv(channels_last: bool, bias: bool) -> None:
+    torch.manual_seed(int(bias))
+    conv = torch.nn.Conv2d(8, 1, 3, padding=1, bias=bias)
+    x = torch.randn(2, 8, 9, 13)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    want = conv(x)
+    with torch.no_grad():
+        got = single_output_conv(conv, x)
+    assert got.shape == (2, 1, 9, 13)
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-5)
+
+
+def test_gated_estm_inference_form_equals_its_autograd_form(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CPU inference form of the gate (depthwise conv and a channel sum) keeps ESTM's output."""
+    torch.manual_seed(3)
+    estm = ESTM(4, 1, 1, 4, gate=True)
+    estm.gate.to(memory_format=torch.channels_last)
+    torch.nn.init.normal_(estm.gate[-1].weight, std=0.5)  # a gate that is not uniformly open
+    coarse, rainy = torch.rand(2, 5, 3, 16, 24), torch.rand(2, 5, 3, 16, 24)
+    want = estm(coarse, rainy)
+    layouts = []
+
+    def spy(conv: torch.nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+        layouts.append(x.is_contiguous(memory_format=torch.channels_last))
+        return single_output_conv(conv, x)
+
+    monkeypatch.setattr(estm_module, "single_output_conv", spy)
+    with torch.no_grad():
+        got = estm(coarse, rainy)
+    assert layouts == [True]  # the depthwise form ran
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-5)

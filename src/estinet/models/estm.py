@@ -129,6 +129,32 @@ class TemporalConv3d(nn.Conv3d):
         return torch.cat(samples).permute(0, 1, 4, 2, 3)
 
 
+def single_output_conv(conv: nn.Conv2d, x: Tensor) -> Tensor:
+    """A conv with one output channel on channels_last CPU maps, as a depthwise conv and a sum over channels.
+
+    oneDNN computes a 3x3 conv from 8 channels to 1 on channels_last maps at a fraction of the speed of the depthwise
+    conv with the same weights (``benchmarks/bench_cpu_stages.py``); the sum over the channels is the rest of the
+    conv (equal to float rounding). Other inputs (and autocast) take the plain call.
+
+    Args:
+        conv: a 2-D conv with ``out_channels == 1`` and ``groups == 1``.
+        x: (N, C, H, W).
+
+    Returns:
+        (N, 1, H', W').
+    """
+    fast = (
+        conv.out_channels == 1 and conv.groups == 1 and x.device.type == "cpu" and not torch.is_autocast_enabled("cpu")
+    )
+    if not fast or not x.is_contiguous(memory_format=torch.channels_last):
+        return conv(x)
+    c = conv.in_channels
+    depthwise = conv.weight.reshape(c, 1, *conv.kernel_size).contiguous(memory_format=torch.channels_last)
+    per_channel = F.conv2d(x, depthwise, None, conv.stride, conv.padding, conv.dilation, groups=c)  # (N, C, H', W')
+    out = per_channel.sum(dim=1, keepdim=True)
+    return out if conv.bias is None else out.add_(conv.bias.view(1, 1, 1, 1))
+
+
 def _concat(feats: list[Tensor]) -> Tensor:
     """``torch.cat(feats, dim=1)``, without a copy for a single tensor."""
     return feats[0] if len(feats) == 1 else torch.cat(feats, dim=1)
@@ -202,6 +228,13 @@ class ESTM(nn.Module):
             nn.init.zeros_(last.weight)
             nn.init.constant_(last.bias, open_logit)
 
+    def _gate_logits(self, evidence: Tensor) -> Tensor:
+        """The gate's logits (N, 1, H, W) from its evidence (N, E, H, W)."""
+        assert self.gate is not None
+        if evidence.device.type != "cpu" or torch.is_grad_enabled() or torch.onnx.is_in_onnx_export():
+            return self.gate(evidence)
+        return single_output_conv(self.gate[2], self.gate[1](self.gate[0](evidence)))
+
     def forward(self, coarse: Tensor, rainy: Tensor) -> Tensor:
         """coarse, rainy (N, 5, 3, H, W) -> refined centre frame (N, 3, H, W)."""
         if coarse.shape[1] != 5:
@@ -227,5 +260,5 @@ class ESTM(nn.Module):
         if self.temporal_evidence:  # rain is transient: the centre frame against the median of the aligned window
             terms.append(centre - rainy.sort(dim=1).values[:, 2])
         evidence = torch.cat(terms, dim=1).detach()  # (N, C + 6 [+ 3], H, W)
-        mask = torch.sigmoid(self.gate(evidence)).to(refined.dtype)  # half precision under autocast
+        mask = torch.sigmoid(self._gate_logits(evidence)).to(refined.dtype)  # half precision under autocast
         return torch.lerp(centre.to(refined.dtype), refined, mask)  # rainy + m * (refined - rainy)
