@@ -27,8 +27,8 @@ def conv_concat(conv: nn.Conv2d, parts: Sequence[Tensor]) -> Tensor:
     """``conv(torch.cat(parts, dim=1))``; at inference, without the concatenation.
 
     A conv over concatenated channels is the sum of one conv per part with that part's slice of the weights
-    (``groups=1``); the sum is equal to float rounding and skips writing and reading the concatenated map. With
-    autograd recording, and under ONNX export, it is the plain call.
+    (``groups=1``); the sum is equal to float rounding and skips writing and reading the concatenated map. On CPUs at
+    inference only: with autograd recording, under ONNX export and on GPUs it is the plain call.
 
     Args:
         conv: a 2-D conv with ``groups == 1`` whose input channels are the parts' channels in order.
@@ -37,7 +37,8 @@ def conv_concat(conv: nn.Conv2d, parts: Sequence[Tensor]) -> Tensor:
     Returns:
         (N, conv.out_channels, H', W').
     """
-    if len(parts) == 1 or conv.groups != 1 or torch.is_grad_enabled() or torch.onnx.is_in_onnx_export():
+    plain = len(parts) == 1 or conv.groups != 1 or parts[0].device.type != "cpu"
+    if plain or torch.is_grad_enabled() or torch.onnx.is_in_onnx_export():
         return conv(torch.cat(list(parts), dim=1))
     channels = sum(part.shape[1] for part in parts)
     if channels != conv.in_channels:
