@@ -72,6 +72,7 @@ DERAINER_OPTIONS = (
     "half",
     "batch",
     "threads",
+    "workers",
     "motion",
     "official_windows",
     "max_memory",
@@ -81,7 +82,7 @@ DERAINER_OPTIONS = (
 )
 """``derain`` options that are :class:`~estinet.inference.Derainer` arguments of the same name."""
 
-BENCH_OPTIONS = ("half", "batch", "max_memory", "cuda_graphs")
+BENCH_OPTIONS = ("half", "batch", "workers", "max_memory", "cuda_graphs")
 """``bench`` options passed to :class:`~estinet.inference.Derainer` (when given)."""
 
 VIDEO_OPTIONS = ("compare", "overwrite", "lossless", "crf", "x264_preset", "keep_partial_input")
@@ -309,6 +310,16 @@ def _add_info(sub: Subcommands) -> None:
     p.set_defaults(func=cmd_info)
 
 
+def _add_workers(p: argparse.ArgumentParser) -> None:
+    """``--workers`` (a Derainer argument)."""
+    p.add_argument(
+        "--workers",
+        type=int,
+        help="CPU: frames computed at once, each on its own thread (default: one per CPU thread; 1: one frame at a "
+        "time, every operation on all threads)",
+    )
+
+
 def _add_precision_and_memory(p: argparse.ArgumentParser) -> None:
     """``--half/--no-half``, ``--max-memory`` and ``--cuda-graphs/--no-cuda-graphs`` (Derainer arguments)."""
     half = p.add_mutually_exclusive_group()
@@ -362,6 +373,7 @@ def _add_derain(sub: Subcommands) -> None:
         "--tile-margin", type=int, help="tile overlap per side in pixels (default: model's receptive radius)"
     )
     p.add_argument("--threads", type=int, help="CPU threads (many videos: per worker, and CPUs per Ray task)")
+    _add_workers(p)
     p.add_argument("--batch", type=int, help="windows per forward pass (default: automatic)")
     _add_precision_and_memory(p)
     motion = p.add_mutually_exclusive_group()
@@ -453,6 +465,7 @@ def _add_bench(sub: Subcommands) -> None:
     )
     p.add_argument("--streaming-only", action="store_true", help="only the streaming mode (same as --modes streaming)")
     p.add_argument("--batch", type=int, help="frames/windows per call (default: the automatic plan's)")
+    _add_workers(p)
     _add_precision_and_memory(p)
     p.add_argument(
         "--backend",

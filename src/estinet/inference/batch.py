@@ -713,6 +713,7 @@ def derain_many(
     half: bool | None = None,
     batch: int | None = None,
     threads: int | None = None,
+    workers: int | None = None,
     motion: bool | None = None,
     official_windows: bool = False,
     max_memory: float | None = None,
@@ -758,6 +759,7 @@ def derain_many(
         half: as :class:`~estinet.inference.Derainer`.
         batch: as :class:`~estinet.inference.Derainer`.
         threads: torch threads per worker (and CPUs per Ray task on the CPU); None: shared out automatically.
+        workers: as :class:`~estinet.inference.Derainer` (CPU frame-parallel threads within each worker).
         motion: as :class:`~estinet.inference.Derainer`.
         official_windows: as :class:`~estinet.inference.Derainer`.
         max_memory: as :class:`~estinet.inference.Derainer` (per worker).
@@ -802,6 +804,7 @@ def derain_many(
             "tile_margin": tile_margin,
             "half": half,
             "batch": batch,
+            "workers": workers,
             "motion": motion,
             "official_windows": official_windows,
             "max_memory": max_memory,

@@ -36,7 +36,7 @@ from estinet.inference.plan import (
     plan_frames,
 )
 from estinet.inference.stream import StreamStats, official_window, stage_clock, stream, window_displacements
-from estinet.inference.tiles import Tiler
+from estinet.inference.tiles import FrameWorkers, Tiler
 from estinet.models.estinet import PAD_MULTIPLE, ESTINet
 from estinet.models.estm import TemporalConv3d
 from estinet.models.motion import StreamingMotion, pair_displacements
@@ -155,9 +155,14 @@ class Derainer:
             the per-frame features).
         half: half precision: fp16 autocast on CUDA, bf16 autocast on CPU. None: on for CUDA, off for CPU.
         batch: at most this many frames per per-frame call and windows per ``window_forward`` call (halved while it
-            does not fit in memory; None: 1 on CPU, where 2 measured slower, and on CUDA the largest of 32, ..., 1
-            that fits under max_memory). Outputs do not depend on it beyond float rounding.
+            does not fit in memory; None: on CPU the number of workers, on CUDA the largest of 32, ..., 1 that fits
+            under max_memory). Outputs do not depend on it beyond float rounding.
         threads: ``torch.set_num_threads(threads)`` (process-wide) when given.
+        workers: on CPU (torch backend), how many frames' per-frame work and windows' per-window work run at once,
+            each on its own thread with ``threads / workers`` intra-op threads (:class:`~estinet.inference.tiles.
+            FrameWorkers`; a batch is split among them). None: one per torch thread (1.3-1.5x the frames/s of one
+            frame at a time on 2 threads, docs/results/cpu-speed.md); 1: one frame at a time, each operation on
+            all threads. Outputs do not depend on it beyond float rounding.
         channels_last: channels_last convolution weights (None: on; measured 1.3-1.5x faster on a CPU for ``tiny``,
             and the usual layout for convolutions on GPUs).
         motion: global motion compensation (None: the model's config; always off for ``official``).
@@ -196,6 +201,7 @@ class Derainer:
         half: bool | None = None,
         batch: int | None = None,
         threads: int | None = None,
+        workers: int | None = None,
         channels_last: bool | None = None,
         motion: bool | None = None,
         official_windows: bool = False,
@@ -212,6 +218,10 @@ class Derainer:
         if onnx_dir is not None and backend != "onnxruntime":
             raise DerainError("onnx_dir is only used by backend='onnxruntime'")
         self.backend = backend
+        self.workers = 1
+        """Frames (windows) computed at once by CPU frame-parallel workers (1: one at a time)."""
+        if workers is not None and workers != 1 and backend != "torch":
+            raise DerainError(f"workers is for the torch backend; {backend} runs its own threads (pass threads)")
         if threads is not None:
             _check_count("threads", threads, minimum=1)
             torch.set_num_threads(threads)
@@ -292,6 +302,7 @@ class Derainer:
                 self.amp_dtype,
                 batched_align=self.device.type == "cuda",
                 cuda_graphs=self.cuda_graphs,
+                workers=self._frame_workers(workers),
             )
         """The per-frame and per-window calls, whole or in tiles."""
         # ring-buffer terms are half precision only under autocast (onnxruntime's come back as float32)
@@ -312,6 +323,19 @@ class Derainer:
         """Statistics of the latest (or running) streaming call."""
         self.last_compare: Path | None = None
         """The side-by-side output of the latest :meth:`derain_video` call, if it wrote one."""
+
+    def _frame_workers(self, workers: int | None) -> FrameWorkers | None:
+        """The CPU frame-parallel workers for ``workers`` (None: one per torch thread), or None for one at a time."""
+        if workers is not None:
+            _check_count("workers", workers, minimum=1, unit=" (frames at once)")
+            if self.device.type != "cpu" and workers > 1:
+                raise DerainError(f"workers is for the CPU; on {self.device} batches run as one call (pass batch)")
+        if self.device.type != "cpu":
+            return None
+        threads = torch.get_num_threads()
+        count = threads if workers is None else workers
+        self.workers = count
+        return FrameWorkers(count, max(1, threads // count)) if count > 1 else None
 
     def _check_tile(self, tile: int | None) -> int | None:
         if tile is None:
@@ -347,7 +371,7 @@ class Derainer:
         return (
             f"Derainer(variant={self.config.variant!r}, preset={self.config.preset!r}, device={str(self.device)!r}, "
             f"backend={self.backend!r}, precision={self.precision}, motion={self.motion}, tile={self.tile}, "
-            f"batch={self.batch}, max_memory={self.max_memory}, cuda_graphs={self.cuda_graphs})"
+            f"batch={self.batch}, workers={self.workers}, max_memory={self.max_memory}, cuda_graphs={self.cuda_graphs})"
         )
 
     def plan_for(self, height: int, width: int, available: int | None = None) -> Plan:
@@ -374,6 +398,7 @@ class Derainer:
             device=self.device,
             available=available,
             cap=None if self.max_memory is None else int(self.max_memory * 2**30),
+            workers=self.workers,
         )
 
     def _window(self, num_frames: int, centre: int) -> list[int]:

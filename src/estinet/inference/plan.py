@@ -200,11 +200,14 @@ def footprint(config: ModelConfig, *, window_size: int, official: bool, half: bo
     return Footprint(window_size, PAD_MULTIPLE, PAD_MULTIPLE, stored, ff * scale, wf * scale, None)
 
 
-def _batch_options(batch: int | None, device: torch.device) -> list[int]:
-    """Batches to try, largest first: a given batch halved while it does not fit; 32..1 on CUDA; 1 on CPU."""
+def _batch_options(batch: int | None, device: torch.device, workers: int = 1) -> list[int]:
+    """Batches to try, largest first: a given batch halved while it does not fit; 32..1 on CUDA; on CPUs the number
+    of frame-parallel workers, halved."""
+    if batch is None and device.type != "cuda":
+        batch = workers
     if batch is not None:
         return sorted({max(1, batch >> k) for k in range(batch.bit_length())}, reverse=True)
-    return list(CUDA_BATCHES) if device.type == "cuda" else [1]
+    return list(CUDA_BATCHES)
 
 
 def plan_frames(
@@ -218,6 +221,7 @@ def plan_frames(
     device: torch.device,
     available: int | None = None,
     cap: int | None = None,
+    workers: int = 1,
 ) -> Plan:
     """Choose tiles and batch for frames of ``height`` x ``width``.
 
@@ -232,6 +236,8 @@ def plan_frames(
         available: bytes available (default: :func:`available_memory` of ``device``).
         cap: the most bytes the plan's estimated peak may reach (``--max-memory``), or None (no cap beyond
             :data:`MEMORY_SAFETY` of the available memory).
+        workers: on CPUs, frames (windows) computed at once by frame-parallel workers: the automatic batch (each
+            worker holds one frame's or one window's working memory, as a batch does).
 
     Returns:
         The :class:`Plan`.
@@ -265,7 +271,7 @@ def plan_frames(
     def make(size: int | None, count: int) -> Plan:
         return Plan(size, margin, count, 2 * half_window + 2 * count - 1, need(count, size), available)
 
-    batches = _batch_options(batch, device)
+    batches = _batch_options(batch, device, workers)
     if tile is not None:  # forced: whole frames (0) or a given tile size
         size = None if tile == 0 or tile >= max(hp, wp) else tile
         for count in batches:

@@ -1,0 +1,81 @@
+"""CPU frame-parallel workers: the same frames as one at a time, the caller's threads untouched, errors propagate."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+import torch
+
+from estinet.config import preset_config
+from estinet.errors import DerainError
+from estinet.inference import Derainer
+from estinet.inference.tiles import FrameWorkers
+from estinet.models import build_model
+from estinet.models.estinet import ESTINet
+from tests.helpers import textured_clip
+
+
+def _model(gate: bool) -> ESTINet:
+    torch.manual_seed(0)
+    model = build_model(preset_config("estinet", "tiny", rain_gate=gate))
+    assert isinstance(model, ESTINet)
+    if gate:  # a gate that is not uniformly open
+        torch.nn.init.normal_(model.estm.gate[-1].weight, std=0.5)
+    return model
+
+
+@pytest.mark.filterwarnings("ignore::estinet.inference.derainer.TileSizeWarning")
+@pytest.mark.parametrize("tile", [0, 32])
+def test_workers_equal_one_frame_at_a_time(tile: int) -> None:
+    """Two workers (batch 2, frames and windows split among threads), whole frames and tiles, motion on and a gated
+    model: the frames of ``workers=1``."""
+    model = _model(gate=True)
+    clip = textured_clip(7, 48, 160, seed=1, shift=1.5)[0]
+    margin = 16 if tile else None  # real tiles: crops smaller than the frame (and different from untiled output)
+    one = Derainer(model, device="cpu", workers=1, tile=tile, tile_margin=margin)
+    two = Derainer(model, device="cpu", workers=2, tile=tile, tile_margin=margin)
+    want, got = one.derain_clip(clip), two.derain_clip(clip)
+    assert one.last_stats.plan is not None and one.last_stats.plan.batch == 1
+    assert two.last_stats.plan is not None and two.last_stats.plan.batch == 2
+    assert two.tiler.workers is not None and two.workers == 2
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-5)
+
+
+def test_workers_keep_the_callers_threads_and_run_without_autograd() -> None:
+    before = torch.get_num_threads()
+    workers = FrameWorkers(2, threads=1)
+    try:
+        seen = workers.map(
+            lambda i: (i, torch.get_num_threads(), torch.is_inference_mode_enabled(), threading.current_thread().name),
+            range(4),
+        )
+    finally:
+        workers.close()
+    assert [s[0] for s in seen] == [0, 1, 2, 3]  # in order
+    assert all(s[1] == 1 and s[2] for s in seen)
+    assert all(s[3].startswith("estinet-frame") for s in seen)
+    assert torch.get_num_threads() == before
+
+
+def test_worker_errors_propagate() -> None:
+    workers = FrameWorkers(2)
+
+    def fail(i: int) -> int:
+        if i == 1:
+            raise ValueError("frame 1 is broken")
+        return i
+
+    try:
+        with pytest.raises(ValueError, match="frame 1 is broken"):
+            workers.map(fail, range(3))
+    finally:
+        workers.close()
+
+
+def test_workers_option_is_checked() -> None:
+    with pytest.raises(DerainError, match="workers must be a positive integer"):
+        Derainer(_model(gate=False), device="cpu", workers=0)
+    with pytest.raises(DerainError, match="workers is for the torch backend"):
+        Derainer(_model(gate=False), device="cpu", workers=2, backend="onnxruntime")
+    assert Derainer(_model(gate=False), device="cpu", workers=1).tiler.workers is None
