@@ -61,6 +61,17 @@ def test_tiles_and_batches_equal_torch() -> None:
     assert (got - want).abs().max() < 1e-4
 
 
+def test_frame_parallel_workers_equal_one_at_a_time() -> None:
+    """Two workers call the sessions at once (one ONNX Runtime thread each): the frames of one at a time."""
+    clip = moving(7, 64, 96, shift=1.5)
+    one = Derainer(gated_tiny(), device="cpu", backend="onnxruntime", workers=1)
+    two = Derainer(gated_tiny(), device="cpu", backend="onnxruntime", workers=2)
+    want, got = one.derain_clip(clip), two.derain_clip(clip)
+    assert one.tiler.workers is None and two.tiler.workers is not None and two.tiler.workers.threads == 1
+    assert two.last_stats.plan is not None and two.last_stats.plan.batch == 2
+    assert (got - want).abs().max() < 1e-5
+
+
 @pytest.mark.parametrize("variant", ["sicm-2dcnn", "sicm-stim-3"])
 def test_other_variants_equal_torch(variant: str) -> None:
     torch.manual_seed(0)

@@ -76,6 +76,4 @@ def test_worker_errors_propagate() -> None:
 def test_workers_option_is_checked() -> None:
     with pytest.raises(DerainError, match="workers must be a positive integer"):
         Derainer(_model(gate=False), device="cpu", workers=0)
-    with pytest.raises(DerainError, match="workers is for the torch backend"):
-        Derainer(_model(gate=False), device="cpu", workers=2, backend="onnxruntime")
     assert Derainer(_model(gate=False), device="cpu", workers=1).tiler.workers is None

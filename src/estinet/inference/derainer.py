@@ -158,11 +158,11 @@ class Derainer:
             does not fit in memory; None: on CPU the number of workers, on CUDA the largest of 32, ..., 1 that fits
             under max_memory). Outputs do not depend on it beyond float rounding.
         threads: ``torch.set_num_threads(threads)`` (process-wide) when given.
-        workers: on CPU (torch backend), how many frames' per-frame work and windows' per-window work run at once,
-            each on its own thread with ``threads / workers`` intra-op threads (:class:`~estinet.inference.tiles.
-            FrameWorkers`; a batch is split among them). None: one per torch thread (1.3-1.5x the frames/s of one
-            frame at a time on 2 threads, docs/results/cpu-speed.md); 1: one frame at a time, each operation on
-            all threads. Outputs do not depend on it beyond float rounding.
+        workers: on CPU, how many frames' per-frame work and windows' per-window work run at once, each on its own
+            thread with ``threads / workers`` intra-op threads, torch's or ONNX Runtime's
+            (:class:`~estinet.inference.tiles.FrameWorkers`; a batch is split among them). None: one per torch
+            thread (docs/results/cpu-speed.md); 1: one frame at a time, each operation on all threads. Outputs do
+            not depend on it beyond float rounding.
         channels_last: channels_last convolution weights (None: on; measured 1.3-1.5x faster on a CPU for ``tiny``,
             and the usual layout for convolutions on GPUs).
         motion: global motion compensation (None: the model's config; always off for ``official``).
@@ -220,8 +220,6 @@ class Derainer:
         self.backend = backend
         self.workers = 1
         """Frames (windows) computed at once by CPU frame-parallel workers (1: one at a time)."""
-        if workers is not None and workers != 1 and backend != "torch":
-            raise DerainError(f"workers is for the torch backend; {backend} runs its own threads (pass threads)")
         if threads is not None:
             _check_count("threads", threads, minimum=1)
             torch.set_num_threads(threads)
@@ -292,7 +290,14 @@ class Derainer:
         if backend == "onnxruntime":
             from estinet.inference.ort import ort_tiler
 
-            self.tiler = ort_tiler(self.model, config, align=self.align, precision=self.precision, onnx_dir=onnx_dir)
+            self.tiler = ort_tiler(
+                self.model,
+                config,
+                align=self.align,
+                precision=self.precision,
+                onnx_dir=onnx_dir,
+                workers=self._frame_workers(workers),
+            )
         else:
             self.tiler = Tiler(
                 self.model,

@@ -33,7 +33,7 @@ from estinet.export import (
     open_session,
     weights_digest,
 )
-from estinet.inference.tiles import Tiler
+from estinet.inference.tiles import FrameWorkers, Tiler
 from estinet.models.estinet import FrameFeatures
 
 __all__ = ["OrtSeam", "load_export", "ort_tiler"]
@@ -148,6 +148,7 @@ def ort_tiler(
     onnx_dir: str | Path | None = None,
     cache_dir: str | Path | None = None,
     threads: int | None = None,
+    workers: FrameWorkers | None = None,
 ) -> Tiler:
     """A :class:`Tiler` whose per-frame and per-window calls run in ONNX Runtime.
 
@@ -158,7 +159,8 @@ def ort_tiler(
         precision: ``fp32`` or ``fp16``.
         onnx_dir: an ``estinet export`` folder of this model; None: the cache (exported on first use).
         cache_dir: the cache folder (default :func:`~estinet.export.default_cache_dir`).
-        threads: ONNX Runtime threads (None: ``torch.get_num_threads()``).
+        threads: ONNX Runtime threads (None: ``torch.get_num_threads()``); with ``workers``, per worker.
+        workers: frame-parallel workers that call the sessions at once (each ``run`` is thread-safe), or None.
 
     Raises:
         ExportError: onnxruntime missing, or graphs that are not this model's.
@@ -172,6 +174,13 @@ def ort_tiler(
         )
     )
     manifest = load_export(folder, config=config, digest=digest, precision=precision)
-    seam = OrtSeam(folder, manifest, threads)
+    seam = OrtSeam(folder, manifest, workers.threads if workers is not None else threads)
     # Tiler calls only frame_features / window_forward of its model, which OrtSeam provides
-    return Tiler(seam, align, config.temporal_stride, torch.device("cpu"), None)  # type: ignore[arg-type]
+    return Tiler(
+        seam,  # type: ignore[arg-type]
+        align,
+        config.temporal_stride,
+        torch.device("cpu"),
+        None,
+        workers=workers,
+    )
