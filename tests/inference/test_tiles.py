@@ -77,3 +77,13 @@ def test_workers_option_is_checked() -> None:
     with pytest.raises(DerainError, match="workers must be a positive integer"):
         Derainer(_model(gate=False), device="cpu", workers=0)
     assert Derainer(_model(gate=False), device="cpu", workers=1).tiler.workers is None
+
+
+def test_workers_take_small_frames_only() -> None:
+    """The automatic plan gives two workers a batch of 2 up to 1280x720, one frame at a time above (where two frames
+    at once measured slower); a given batch is kept."""
+    derainer = Derainer(_model(gate=False), device="cpu", workers=2)
+    assert derainer.plan_for(480, 640).batch == 2
+    assert derainer.plan_for(720, 1280).batch == 2
+    assert derainer.plan_for(1080, 1920).batch == 1
+    assert Derainer(_model(gate=False), device="cpu", workers=2, batch=2).plan_for(1080, 1920).batch == 2

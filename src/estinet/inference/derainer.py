@@ -160,9 +160,10 @@ class Derainer:
         threads: ``torch.set_num_threads(threads)`` (process-wide) when given.
         workers: on CPU, how many frames' per-frame work and windows' per-window work run at once, each on its own
             thread with ``threads / workers`` intra-op threads, torch's or ONNX Runtime's
-            (:class:`~estinet.inference.tiles.FrameWorkers`; a batch is split among them). None: one per torch
-            thread (docs/results/cpu-speed.md); 1: one frame at a time, each operation on all threads. Outputs do
-            not depend on it beyond float rounding.
+            (:class:`~estinet.inference.tiles.FrameWorkers`; a batch is split among them), for frames of up to
+            1280x720 (:data:`~estinet.inference.plan.CPU_PARALLEL_MAX_PIXELS`; larger ones go one at a time). None:
+            one per torch thread (docs/results/cpu-speed.md); 1: one frame at a time, each operation on all threads.
+            Outputs do not depend on it beyond float rounding.
         channels_last: channels_last convolution weights (None: on; measured 1.3-1.5x faster on a CPU for ``tiny``,
             and the usual layout for convolutions on GPUs).
         motion: global motion compensation (None: the model's config; always off for ``official``).
