@@ -79,11 +79,16 @@ def test_workers_option_is_checked() -> None:
     assert Derainer(_model(gate=False), device="cpu", workers=1).tiler.workers is None
 
 
-def test_workers_take_small_frames_only() -> None:
-    """The automatic plan gives two workers a batch of 2 up to 1280x720, one frame at a time above (where two frames
-    at once measured slower); a given batch is kept."""
-    derainer = Derainer(_model(gate=False), device="cpu", workers=2)
-    assert derainer.plan_for(480, 640).batch == 2
-    assert derainer.plan_for(720, 1280).batch == 2
-    assert derainer.plan_for(1080, 1920).batch == 1
-    assert Derainer(_model(gate=False), device="cpu", workers=2, batch=2).plan_for(1080, 1920).batch == 2
+def test_workers_take_small_frames_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """By default two threads make two workers for short operations (tiny at 640x480: a batch of 2) and one frame at
+    a time for long ones (tiny at 1920x1080, small at 640x480, where two frames at once measured slower); workers
+    given explicitly are used at every size."""
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    tiny = Derainer(_model(gate=False), device="cpu")
+    assert tiny.workers == 2 and tiny.tiler.workers is not None
+    assert tiny.plan_for(480, 640).batch == 2
+    assert tiny.plan_for(1080, 1920).batch == 1
+    torch.manual_seed(0)
+    small = Derainer(build_model(preset_config("estinet", "small")), device="cpu")
+    assert small.plan_for(480, 640).batch == 1
+    assert Derainer(_model(gate=False), device="cpu", workers=2).plan_for(1080, 1920).batch == 2

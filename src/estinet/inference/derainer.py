@@ -27,6 +27,7 @@ from estinet.config import ModelConfig, preset_config
 from estinet.data.windows import window_indices
 from estinet.errors import DerainError
 from estinet.inference.plan import (
+    CPU_PARALLEL_MAX_WORK,
     DEFAULT_CUDA_CAP_GIB,
     OFFICIAL_ALIGN,
     Plan,
@@ -160,10 +161,10 @@ class Derainer:
         threads: ``torch.set_num_threads(threads)`` (process-wide) when given.
         workers: on CPU, how many frames' per-frame work and windows' per-window work run at once, each on its own
             thread with ``threads / workers`` intra-op threads, torch's or ONNX Runtime's
-            (:class:`~estinet.inference.tiles.FrameWorkers`; a batch is split among them), for frames of up to
-            1280x720 (:data:`~estinet.inference.plan.CPU_PARALLEL_MAX_PIXELS`; larger ones go one at a time). None:
-            one per torch thread (docs/results/cpu-speed.md); 1: one frame at a time, each operation on all threads.
-            Outputs do not depend on it beyond float rounding.
+            (:class:`~estinet.inference.tiles.FrameWorkers`; a batch is split among them). None: one per torch
+            thread where a frame's operations are short (``tiny`` up to about twice 640x480's pixels,
+            :meth:`workers_for`), one frame at a time otherwise (docs/results/cpu-speed.md); 1: one frame at a
+            time, each operation on all threads. Outputs do not depend on it beyond float rounding.
         channels_last: channels_last convolution weights (None: on; measured 1.3-1.5x faster on a CPU for ``tiny``,
             and the usual layout for convolutions on GPUs).
         motion: global motion compensation (None: the model's config; always off for ``official``).
@@ -220,7 +221,8 @@ class Derainer:
             raise DerainError("onnx_dir is only used by backend='onnxruntime'")
         self.backend = backend
         self.workers = 1
-        """Frames (windows) computed at once by CPU frame-parallel workers (1: one at a time)."""
+        """Frames (windows) computed at once by CPU frame-parallel workers (1: one at a time; :meth:`workers_for`)."""
+        self._workers_given = False
         if threads is not None:
             _check_count("threads", threads, minimum=1)
             torch.set_num_threads(threads)
@@ -336,6 +338,7 @@ class Derainer:
             _check_count("workers", workers, minimum=1, unit=" (frames at once)")
             if self.device.type != "cpu" and workers > 1:
                 raise DerainError(f"workers is for the CPU; on {self.device} batches run as one call (pass batch)")
+        self._workers_given = workers is not None
         if self.device.type != "cpu":
             return None
         threads = torch.get_num_threads()
@@ -404,8 +407,17 @@ class Derainer:
             device=self.device,
             available=available,
             cap=None if self.max_memory is None else int(self.max_memory * 2**30),
-            workers=self.workers,
+            workers=self.workers_for(height, width),
         )
+
+    def workers_for(self, height: int, width: int) -> int:
+        """Frame-parallel workers used for frames of ``height`` x ``width``: :attr:`workers` where a frame's operations
+        are short (padded pixels x SICM base channels at most :data:`~estinet.inference.plan.CPU_PARALLEL_MAX_WORK`),
+        else 1."""
+        if self.workers == 1 or self._workers_given:
+            return self.workers
+        pixels = align_up(height, self.align) * align_up(width, self.align)
+        return self.workers if pixels * getattr(self.config, "base_channels", 64) <= CPU_PARALLEL_MAX_WORK else 1
 
     def _window(self, num_frames: int, centre: int) -> list[int]:
         if self.official_windows:

@@ -20,7 +20,7 @@ from estinet.errors import DerainError
 from estinet.models.estinet import PAD_MULTIPLE
 
 __all__ = [
-    "CPU_PARALLEL_MAX_PIXELS",
+    "CPU_PARALLEL_MAX_WORK",
     "CUDA_BATCHES",
     "CUDA_HALF_WINDOW_BYTES_PER_PIXEL",
     "DEFAULT_CUDA_CAP_GIB",
@@ -201,12 +201,13 @@ def footprint(config: ModelConfig, *, window_size: int, official: bool, half: bo
     return Footprint(window_size, PAD_MULTIPLE, PAD_MULTIPLE, stored, ff * scale, wf * scale, None)
 
 
-CPU_PARALLEL_MAX_PIXELS = 1280 * 720
-"""On CPUs, frames of at most this many padded pixels are computed one per frame-parallel worker
-(:class:`~estinet.inference.tiles.FrameWorkers`); larger ones one at a time, each operation on all threads. Measured
-on the 2-core AMD EPYC VM with ``tiny`` (``estinet bench tiny --workers 1`` / ``2``, streaming): 640x480 1.3-1.4x
-faster with two workers, 1280x720 1.07-1.12x, 1920x1080 0.8x (two frames' working sets no longer fit the caches, and
-the operations are long enough for intra-op threads to pay)."""
+CPU_PARALLEL_MAX_WORK = 2 * 640 * 480 * 8
+"""On CPUs, frames whose padded pixels times the model's SICM base channels (a measure of how long each operation
+runs) are at most this are computed one per frame-parallel worker (:class:`~estinet.inference.tiles.FrameWorkers`);
+larger ones one at a time, each operation on all threads. Measured on the 2-core AMD EPYC VM (``estinet bench NAME
+--workers 1`` / ``2``, streaming): ``tiny`` (8 channels) at 640x480 1.3-1.4x faster with two workers, at 1280x720
+1.07-1.12x, at 1920x1080 0.8x; ``small`` (24 channels) at 640x480 0.93x. Long operations keep intra-op threads
+busy, and two frames' working sets no longer fit the caches."""
 
 
 def _batch_options(batch: int | None, device: torch.device, workers: int = 1) -> list[int]:
@@ -245,9 +246,8 @@ def plan_frames(
         available: bytes available (default: :func:`available_memory` of ``device``).
         cap: the most bytes the plan's estimated peak may reach (``--max-memory``), or None (no cap beyond
             :data:`MEMORY_SAFETY` of the available memory).
-        workers: on CPUs, frames (windows) computed at once by frame-parallel workers: the automatic batch for
-            frames of up to :data:`CPU_PARALLEL_MAX_PIXELS` padded pixels (each worker holds one frame's or one
-            window's working memory, as a batch does); larger frames go one at a time.
+        workers: on CPUs, frames (windows) computed at once by frame-parallel workers: the automatic batch (each
+            worker holds one frame's or one window's working memory, as a batch does).
 
     Returns:
         The :class:`Plan`.
@@ -281,7 +281,7 @@ def plan_frames(
     def make(size: int | None, count: int) -> Plan:
         return Plan(size, margin, count, 2 * half_window + 2 * count - 1, need(count, size), available)
 
-    batches = _batch_options(batch, device, workers if hp * wp <= CPU_PARALLEL_MAX_PIXELS else 1)
+    batches = _batch_options(batch, device, workers)
     if tile is not None:  # forced: whole frames (0) or a given tile size
         size = None if tile == 0 or tile >= max(hp, wp) else tile
         for count in batches:
