@@ -6,7 +6,7 @@ shapes and layouts (channels_last, as :class:`~estinet.inference.Derainer` prepa
 
 - SICM's fusion: four 2-channel maps at 1/2 .. 1/16 upsampled to full resolution with ``F.interpolate`` and
   concatenated, against :func:`~estinet.models.upsample.upsample_to` writing each into its channels of one map;
-- SICM's decoder: the 8-channel x2 upsampling of the last up-projection;
+- SICM's decoder: the 8-channel x2 upsampling of the last up-projection (which keeps ``F.interpolate``: no gain);
 - ``head_spatial``: the 1x1 conv of the concatenated SICM output, against
   :func:`~estinet.models.sicm.conv_concat` (matrix products on the two halves);
 - the rain gate's 3x3 conv from 8 channels to 1, against :func:`~estinet.models.estm.single_output_conv`;

@@ -131,7 +131,7 @@ class UpProjection(nn.Module):
 
     def forward(self, x: Tensor, skip: Tensor) -> Tensor:
         """x (N, c_in, h, w), skip (N, c_out, H, W) -> (N, c_out, H, W)."""
-        y = upsample_to(self.project(x), skip.shape[-2:]).add_(skip)
+        y = F.interpolate(self.project(x), size=skip.shape[-2:], mode="bilinear", align_corners=False).add_(skip)
         return self.conv2(self.conv1(y).relu_()).add_(y).relu_()
 
 

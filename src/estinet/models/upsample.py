@@ -79,8 +79,8 @@ def upsample_to(x: Tensor, size: tuple[int, int] | torch.Size, out: Tensor | Non
     """Bilinear upsampling (``align_corners=False``) of (N, C, h, w) to (N, C, *size).
 
     ``F.interpolate(x, size=size, mode="bilinear", align_corners=False)``; on CPUs, where ``size`` is one integer
-    multiple of (h, w), the phase-wise form of :func:`upsample_bilinear` (equal to float rounding; SICM's decoder and
-    fusion, whose channels_last maps ``F.interpolate`` upsamples several times slower than memory speed on CPUs:
+    multiple of (h, w), the phase-wise form of :func:`upsample_bilinear` (equal to float rounding; SICM's fusion, whose
+    2-channel channels_last maps ``F.interpolate`` upsamples several times slower than memory speed on CPUs:
     ``benchmarks/bench_cpu_stages.py``). GPUs keep the one-kernel call.
 
     Args:
