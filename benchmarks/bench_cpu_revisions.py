@@ -26,6 +26,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from command import command_line, report_head, write_report
+
 ROOT = Path(__file__).resolve().parent.parent
 
 # run in a fresh interpreter with PYTHONPATH=<tree>/src: argv = frames, warmup, height, width, modes (comma-separated)
@@ -44,6 +46,8 @@ print("RESULT " + json.dumps({r.mode: {"fps": r.fps, "stages": r.stages} for r i
 OUTPUTS = """
 import sys, tempfile
 from pathlib import Path
+
+from command import command_line, report_head, write_report
 import numpy as np, torch
 from estinet.benchmark import write_bench_clip
 from estinet.data.video_io import read_all
@@ -138,28 +142,24 @@ def main() -> None:
     diff = float((outputs["this"][0] - outputs["baseline"][0]).abs().max())
     levels = outputs["this"][1].int() - outputs["baseline"][1].int()
     threads = args.threads or torch.get_num_threads()
-    command = f"python benchmarks/bench_cpu_revisions.py --baseline {rev}" + "".join(
-        f" --{name} {value}"
-        for name, value, default in [
+    command = command_line(
+        f"python benchmarks/bench_cpu_revisions.py --baseline {rev}",
+        [
             ("frames", args.frames, 24),
             ("rounds", args.rounds, 3),
             ("size", args.size, "480x640"),
             ("threads", args.threads, None),
-        ]
-        if value != default
+        ],
     )
-    lines = [
-        "# CPU speed against an earlier revision",
-        "",
+    lines = report_head(
+        "CPU speed against an earlier revision",
         f"`{command}`: shipped `tiny` weights, {width}x{height}, fp32, torch backend, whole frames, motion "
         f"compensation on; best of {args.rounds} rounds of {args.frames} timed frames (after {args.warmup} untimed), "
         f"each in a fresh process, the two trees alternating. Baseline `{rev}`, this tree `{this}`.",
-        "",
         f"Machine: {cpu_name()}, {os.cpu_count()} logical CPUs; {threads} torch threads; torch {torch.__version__}. "
         f"1-minute load average {load_before:.1f} before and {load_after:.1f} after the run.",
-    ]
-    if args.note:
-        lines += ["", f"**Conditions.** {args.note}"]
+        args.note,
+    )
     lines += [
         "",
         "| mode | baseline (frames/s) | this tree (frames/s) | ratio | stages of this tree (ms per frame) |",
@@ -176,9 +176,7 @@ def main() -> None:
         f"{int(levels.abs().max())} level(s).",
         "",
     ]
-    text = "\n".join(lines)
-    print(text)
-    Path(args.out).write_text(text, encoding="utf-8")
+    write_report(lines, args.out)
 
 
 if __name__ == "__main__":

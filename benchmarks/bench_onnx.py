@@ -28,6 +28,7 @@ cpu_defaults()  # OMP_WAIT_POLICY=PASSIVE before torch loads, as the estinet com
 
 import torch  # noqa: E402
 
+from command import command_line, report_head, write_report  # noqa: E402
 from estinet.benchmark import cpu_name, run_benchmark, write_bench_clip  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -85,28 +86,24 @@ def main() -> None:
     diff, changed, total, levels = output_difference(args.frames, height, width)
     load_after = os.getloadavg()[0]
     threads = args.threads or torch.get_num_threads()
-    command = "python benchmarks/bench_onnx.py" + "".join(
-        f" --{name} {value}"
-        for name, value, default in [
+    command = command_line(
+        "python benchmarks/bench_onnx.py",
+        [
             ("frames", args.frames, 12),
             ("rounds", args.rounds, 3),
             ("size", args.size, "480x640"),
             ("threads", args.threads, None),
-        ]
-        if value != default
+        ],
     )
-    lines = [
-        "# ONNX Runtime against PyTorch on the CPU",
-        "",
+    lines = report_head(
+        "ONNX Runtime against PyTorch on the CPU",
         f"`{command}`: shipped `tiny` weights, {width}x{height}, fp32, whole frames, motion compensation on; best of "
         f"{args.rounds} rounds of {args.frames} timed frames (after {args.warmup} untimed), each in a fresh process.",
-        "",
         f"Machine: {cpu_name()}, {os.cpu_count()} logical CPUs; {threads} threads for both backends; torch "
         f"{torch.__version__}, onnxruntime {onnxruntime.__version__}. 1-minute load average {load_before:.1f} before "
         f"and {load_after:.1f} after the run.",
-    ]
-    if args.note:
-        lines += ["", f"**Conditions.** {args.note}"]
+        args.note,
+    )
     lines += [
         "",
         "| mode | torch (frames/s) | onnxruntime (frames/s) | onnxruntime / torch |",
@@ -121,9 +118,7 @@ def main() -> None:
         f"{changed} of the {total:,} 8-bit output values differ, by at most {levels} level(s).",
         "",
     ]
-    text = "\n".join(lines)
-    print(text)
-    Path(args.out).write_text(text, encoding="utf-8")
+    write_report(lines, args.out)
 
 
 if __name__ == "__main__":
