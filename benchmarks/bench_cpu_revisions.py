@@ -46,8 +46,6 @@ print("RESULT " + json.dumps({r.mode: {"fps": r.fps, "stages": r.stages} for r i
 OUTPUTS = """
 import sys, tempfile
 from pathlib import Path
-
-from command import command_line, report_head, write_report
 import numpy as np, torch
 from estinet.benchmark import write_bench_clip
 from estinet.data.video_io import read_all
@@ -70,7 +68,7 @@ def run_in(tree: Path, code: str, *args: object) -> str:
         [sys.executable, "-c", code, *map(str, args)], env=env, capture_output=True, text=True, check=False
     )
     if done.returncode != 0:
-        raise SystemExit(f"measuring in {tree} failed:\n{done.stderr[-2000:]}")
+        raise SystemExit(f"measuring in {tree} failed:\n{done.stderr[-4000:]}")
     return done.stdout
 
 
