@@ -92,3 +92,23 @@ def test_workers_take_small_frames_only(monkeypatch: pytest.MonkeyPatch) -> None
     small = Derainer(build_model(preset_config("estinet", "small")), device="cpu")
     assert small.plan_for(480, 640).batch == 1
     assert Derainer(_model(gate=False), device="cpu", workers=2).plan_for(1080, 1920).batch == 2
+
+
+def test_workers_end_with_their_derainer() -> None:
+    """A dropped Derainer's worker threads end (a server that builds one per job does not collect idle threads)."""
+    import gc
+    import time
+
+    def workers_alive() -> int:
+        return sum(t.name.startswith("estinet-frame") for t in threading.enumerate())
+
+    before = workers_alive()
+    derainer = Derainer(_model(gate=False), device="cpu", workers=2)
+    derainer.derain_clip(textured_clip(4, 32, 48)[0])
+    assert workers_alive() == before + 2
+    del derainer
+    gc.collect()
+    deadline = time.monotonic() + 10
+    while workers_alive() > before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert workers_alive() == before

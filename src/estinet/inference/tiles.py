@@ -273,10 +273,11 @@ class FrameWorkers:
     def __init__(self, count: int, threads: int = 1) -> None:
         self.count = count
         self.threads = threads
-        self._pool = ThreadPoolExecutor(count, thread_name_prefix="estinet-frame", initializer=self._start)
-
-    def _start(self) -> None:
-        torch.set_num_threads(self.threads)
+        # the initializer must not refer to this object: the idle threads would keep it (and themselves) alive; as
+        # it is, the threads end when the pool is collected with its Derainer
+        self._pool = ThreadPoolExecutor(
+            count, thread_name_prefix="estinet-frame", initializer=torch.set_num_threads, initargs=(threads,)
+        )
 
     def map(self, fn: Callable[[int], T], items: Iterable[int]) -> list[T]:
         """``[fn(i) for i in items]`` computed on the workers (without autograd); exceptions propagate."""
