@@ -260,7 +260,7 @@ class FrameWorkers:
 
     ``tiny``'s operations are small (a few channels at video resolution), and on a CPU most of them are too short for
     torch's intra-op threads to pay for waking each other: on this project's 2-core CPU a frame's per-frame and
-    per-window work ran 1.1-1.3x faster on two threads than on one. Computing two frames at once, one per thread,
+    per-window work ran 1.2-1.4x faster on two threads than on one. Computing two frames at once, one per thread,
     keeps both cores busy without that synchronisation (``benchmarks/bench_cpu_revisions.py``). Each worker runs
     under ``torch.inference_mode`` and with ``torch.set_num_threads(threads)`` (OpenMP's thread count is per
     calling thread, so the caller's setting is unchanged).
