@@ -220,9 +220,6 @@ class Derainer:
         if onnx_dir is not None and backend != "onnxruntime":
             raise DerainError("onnx_dir is only used by backend='onnxruntime'")
         self.backend = backend
-        self.workers = 1
-        """Frames (windows) computed at once by CPU frame-parallel workers (1: one at a time; :meth:`workers_for`)."""
-        self._workers_given = False
         if threads is not None:
             _check_count("threads", threads, minimum=1)
             torch.set_num_threads(threads)
@@ -289,6 +286,10 @@ class Derainer:
         if cuda_graphs and not graphable:
             raise DerainError(f"cuda_graphs is not supported for the {config.variant!r} variant; pass None or False")
         self.cuda_graphs = bool(self.device.type == "cuda" and graphable if cuda_graphs is None else cuda_graphs)
+        self.workers = self._worker_count(workers)
+        """Frames (windows) computed at once by CPU frame-parallel workers (1: one at a time; :meth:`workers_for`)."""
+        self._workers_given = workers is not None
+        pool = FrameWorkers(self.workers, max(1, torch.get_num_threads() // self.workers)) if self.workers > 1 else None
         self.model = prepare_model(model, self.device, self.channels_last)
         if backend == "onnxruntime":
             from estinet.inference.ort import ort_tiler
@@ -299,7 +300,7 @@ class Derainer:
                 align=self.align,
                 precision=self.precision,
                 onnx_dir=onnx_dir,
-                workers=self._frame_workers(workers),
+                workers=pool,
             )
         else:
             self.tiler = Tiler(
@@ -310,7 +311,7 @@ class Derainer:
                 self.amp_dtype,
                 batched_align=self.device.type == "cuda",
                 cuda_graphs=self.cuda_graphs,
-                workers=self._frame_workers(workers),
+                workers=pool,
             )
         """The per-frame and per-window calls, whole or in tiles."""
         # ring-buffer terms are half precision only under autocast (onnxruntime's come back as float32)
@@ -332,19 +333,15 @@ class Derainer:
         self.last_compare: Path | None = None
         """The side-by-side output of the latest :meth:`derain_video` call, if it wrote one."""
 
-    def _frame_workers(self, workers: int | None) -> FrameWorkers | None:
-        """The CPU frame-parallel workers for ``workers`` (None: one per torch thread), or None for one at a time."""
+    def _worker_count(self, workers: int | None) -> int:
+        """CPU frame-parallel workers for the ``workers`` option (None: one per torch thread); 1 off the CPU."""
         if workers is not None:
             _check_count("workers", workers, minimum=1, unit=" (frames at once)")
             if self.device.type != "cpu" and workers > 1:
                 raise DerainError(f"workers is for the CPU; on {self.device} batches run as one call (pass batch)")
-        self._workers_given = workers is not None
         if self.device.type != "cpu":
-            return None
-        threads = torch.get_num_threads()
-        count = threads if workers is None else workers
-        self.workers = count
-        return FrameWorkers(count, max(1, threads // count)) if count > 1 else None
+            return 1
+        return torch.get_num_threads() if workers is None else workers
 
     def _check_tile(self, tile: int | None) -> int | None:
         if tile is None:
