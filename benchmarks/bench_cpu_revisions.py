@@ -26,7 +26,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from command import command_line, report_head, write_report
+from command import add_speed_options, command_line, difference_line, report_head, write_report
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -82,14 +82,12 @@ def measure(tree: Path, frames: int, warmup: int, height: int, width: int, modes
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--baseline", required=True, help="git revision to compare against (e.g. a commit hash)")
-    parser.add_argument("--frames", type=int, default=24, help="timed frames per measurement (default 24)")
-    parser.add_argument("--warmup", type=int, default=3, help="untimed frames first (default 3)")
-    parser.add_argument("--rounds", type=int, default=3, help="rounds of every measurement; the best counts")
-    parser.add_argument("--size", default="480x640", help="HxW (default 480x640)")
-    parser.add_argument("--modes", nargs="+", default=["streaming", "end-to-end"], help="benchmark modes")
-    parser.add_argument("--threads", type=int, help="torch threads (default: one per core)")
-    parser.add_argument("--note", default="", help="conditions to state in the results (e.g. other jobs running)")
-    parser.add_argument("--out", default=str(ROOT / "docs" / "results" / "cpu-speed.md"), help="Markdown output")
+    add_speed_options(
+        parser,
+        frames=24,
+        threads_help="torch threads (default: one per core)",
+        out=ROOT / "docs" / "results" / "cpu-speed.md",
+    )
     args = parser.parse_args()
     if args.threads is not None:
         os.environ["OMP_NUM_THREADS"] = str(args.threads)
@@ -140,15 +138,7 @@ def main() -> None:
     diff = float((outputs["this"][0] - outputs["baseline"][0]).abs().max())
     levels = outputs["this"][1].int() - outputs["baseline"][1].int()
     threads = args.threads or torch.get_num_threads()
-    command = command_line(
-        f"python benchmarks/bench_cpu_revisions.py --baseline {rev}",
-        [
-            ("frames", args.frames, 24),
-            ("rounds", args.rounds, 3),
-            ("size", args.size, "480x640"),
-            ("threads", args.threads, None),
-        ],
-    )
+    command = command_line(f"python benchmarks/bench_cpu_revisions.py --baseline {rev}", parser, args)
     lines = report_head(
         "CPU speed against an earlier revision",
         f"`{command}`: shipped `tiny` weights, {width}x{height}, fp32, torch backend, whole frames, motion "
@@ -169,9 +159,7 @@ def main() -> None:
         lines.append(f"| {mode} | {b['fps']:.2f} | {t['fps']:.2f} | {t['fps'] / b['fps']:.2f} | {stages} |")
     lines += [
         "",
-        f"Outputs on the benchmark's panning clip (12 frames): largest |this - baseline| {diff:.1e}; "
-        f"{int((levels != 0).sum())} of the {levels.numel():,} 8-bit output values differ, by at most "
-        f"{int(levels.abs().max())} level(s).",
+        difference_line(12, "this - baseline", diff, int((levels != 0).sum()), levels.numel(), int(levels.abs().max())),
         "",
     ]
     write_report(lines, args.out)

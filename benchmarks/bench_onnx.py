@@ -28,7 +28,7 @@ cpu_defaults()  # OMP_WAIT_POLICY=PASSIVE before torch loads, as the estinet com
 
 import torch  # noqa: E402
 
-from command import command_line, report_head, write_report  # noqa: E402
+from command import add_speed_options, command_line, difference_line, report_head, write_report  # noqa: E402
 from estinet.benchmark import cpu_name, run_benchmark, write_bench_clip  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -53,14 +53,12 @@ def output_difference(frames: int, height: int, width: int) -> tuple[float, int,
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--frames", type=int, default=12, help="timed frames per measurement (default 12)")
-    parser.add_argument("--warmup", type=int, default=3, help="untimed frames first (default 3)")
-    parser.add_argument("--rounds", type=int, default=3, help="rounds of every measurement; the best counts")
-    parser.add_argument("--size", default="480x640", help="HxW (default 480x640)")
-    parser.add_argument("--modes", nargs="+", default=["streaming", "end-to-end"], help="benchmark modes")
-    parser.add_argument("--threads", type=int, help="threads of both backends (default: torch's, one per core)")
-    parser.add_argument("--note", default="", help="conditions to state in the results (e.g. other jobs running)")
-    parser.add_argument("--out", default=str(ROOT / "docs" / "results" / "onnx.md"), help="Markdown output")
+    add_speed_options(
+        parser,
+        frames=12,
+        threads_help="threads of both backends (default: torch's, one per core)",
+        out=ROOT / "docs" / "results" / "onnx.md",
+    )
     args = parser.parse_args()
     if args.threads is not None:
         os.environ["OMP_NUM_THREADS"] = str(args.threads)  # read by torch in each measuring process
@@ -86,15 +84,7 @@ def main() -> None:
     diff, changed, total, levels = output_difference(args.frames, height, width)
     load_after = os.getloadavg()[0]
     threads = args.threads or torch.get_num_threads()
-    command = command_line(
-        "python benchmarks/bench_onnx.py",
-        [
-            ("frames", args.frames, 12),
-            ("rounds", args.rounds, 3),
-            ("size", args.size, "480x640"),
-            ("threads", args.threads, None),
-        ],
-    )
+    command = command_line("python benchmarks/bench_onnx.py", parser, args)
     lines = report_head(
         "ONNX Runtime against PyTorch on the CPU",
         f"`{command}`: shipped `tiny` weights, {width}x{height}, fp32, whole frames, motion compensation on; best of "
@@ -114,8 +104,7 @@ def main() -> None:
         lines.append(f"| {mode} | {t:.2f} | {o:.2f} | {o / t:.2f} |")
     lines += [
         "",
-        f"Outputs on the benchmark's panning clip ({args.frames} frames): largest |onnxruntime - torch| {diff:.1e}; "
-        f"{changed} of the {total:,} 8-bit output values differ, by at most {levels} level(s).",
+        difference_line(args.frames, "onnxruntime - torch", diff, changed, total, levels),
         "",
     ]
     write_report(lines, args.out)
