@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from estinet.models.cpu import cpu_inference
 from estinet.models.sicm import conv3x3
 
 
@@ -231,7 +232,7 @@ class ESTM(nn.Module):
     def _gate_logits(self, evidence: Tensor) -> Tensor:
         """The gate's logits (N, 1, H, W) from its evidence (N, E, H, W)."""
         assert self.gate is not None
-        if evidence.device.type != "cpu" or torch.is_grad_enabled() or torch.onnx.is_in_onnx_export():
+        if not cpu_inference(evidence):
             return self.gate(evidence)
         return single_output_conv(self.gate[2], self.gate[1](self.gate[0](evidence)))
 
@@ -242,7 +243,7 @@ class ESTM(nn.Module):
         # (N, 5, 6, H, W), frame-major, each frame channels_last (memory (N, 5, H, W, 6))
         n, t, c, height, width = coarse.shape
         cl = (0, 1, 3, 4, 2)
-        if torch.is_grad_enabled() or torch.onnx.is_in_onnx_export():
+        if not cpu_inference(coarse):
             vol = torch.cat([coarse.permute(cl), rainy.permute(cl)], dim=-1).sub_(0.5).permute(0, 1, 4, 2, 3)
         else:  # the shift written with the interleaving: one pass instead of a concatenation and a subtraction
             vol = coarse.new_empty(n, t, height, width, 2 * c)

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from estinet.models.cpu import cpu_inference
 from estinet.models.upsample import upsample_to
 
 
@@ -27,8 +28,8 @@ def conv_concat(conv: nn.Conv2d, parts: Sequence[Tensor]) -> Tensor:
     """``conv(torch.cat(parts, dim=1))``; at inference, without the concatenation.
 
     A conv over concatenated channels is the sum of one conv per part with that part's slice of the weights
-    (``groups=1``); the sum is equal to float rounding and skips writing and reading the concatenated map. On CPUs at
-    inference only: with autograd recording, under ONNX export and on GPUs it is the plain call.
+    (``groups=1``); the sum is equal to float rounding and skips writing and reading the concatenated map. Only where
+    :func:`~estinet.models.cpu.cpu_inference` holds; elsewhere it is the plain call.
 
     Args:
         conv: a 2-D conv with ``groups == 1`` whose input channels are the parts' channels in order.
@@ -37,8 +38,7 @@ def conv_concat(conv: nn.Conv2d, parts: Sequence[Tensor]) -> Tensor:
     Returns:
         (N, conv.out_channels, H', W').
     """
-    plain = len(parts) == 1 or conv.groups != 1 or parts[0].device.type != "cpu"
-    if plain or torch.is_grad_enabled() or torch.onnx.is_in_onnx_export():
+    if len(parts) == 1 or conv.groups != 1 or not cpu_inference(parts[0]):
         return conv(torch.cat(list(parts), dim=1))
     channels = sum(part.shape[1] for part in parts)
     if channels != conv.in_channels:
@@ -62,7 +62,7 @@ def _pointwise_matmul(conv: nn.Conv2d, parts: Sequence[Tensor]) -> bool:
     plain = conv.kernel_size == (1, 1) and conv.stride == (1, 1) and conv.padding == (0, 0) and conv.dilation == (1, 1)
     if not plain or torch.is_autocast_enabled("cpu"):  # autocast: the conv's own mixed precision
         return False
-    return all(p.device.type == "cpu" and p.is_contiguous(memory_format=torch.channels_last) for p in parts)
+    return all(p.is_contiguous(memory_format=torch.channels_last) for p in parts)
 
 
 def _pointwise_concat(conv: nn.Conv2d, parts: Sequence[Tensor]) -> Tensor:
@@ -204,7 +204,7 @@ class SICM(nn.Module):
         """
         projected = [proj(f) for proj, f in zip(self.fusion_proj, feats, strict=True)]
         first = projected[0]
-        if first.device.type != "cpu" or torch.is_grad_enabled() or torch.onnx.is_in_onnx_export():
+        if not cpu_inference(first):
             return torch.cat([upsample_to(p, size) for p in projected], dim=1)
         width = first.shape[1]
         out = first.new_empty(first.shape[0], size[0], size[1], width * len(projected)).permute(0, 3, 1, 2)

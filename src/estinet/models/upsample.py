@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from estinet.models.cpu import cpu_inference
+
 
 def _upsample_axis(x: Tensor, factor: int, dim: int, out: Tensor | None = None) -> Tensor:
     """Upsample (..., L, ...) along ``dim`` to (..., factor * L, ...) (``align_corners=False``, edges clamped), into
@@ -81,7 +83,7 @@ def upsample_to(x: Tensor, size: tuple[int, int] | torch.Size, out: Tensor | Non
     ``F.interpolate(x, size=size, mode="bilinear", align_corners=False)``; on CPUs, where ``size`` is one integer
     multiple of (h, w), the phase-wise form of :func:`upsample_bilinear` (equal to float rounding; SICM's fusion, whose
     2-channel channels_last maps ``F.interpolate`` upsamples several times slower than memory speed on CPUs:
-    ``benchmarks/bench_cpu_stages.py``). GPUs keep the one-kernel call.
+    ``benchmarks/bench_cpu_stages.py``), where :func:`~estinet.models.cpu.cpu_inference` holds.
 
     Args:
         x: (N, C, h, w) floating point.
@@ -91,7 +93,7 @@ def upsample_to(x: Tensor, size: tuple[int, int] | torch.Size, out: Tensor | Non
     Returns:
         (N, C, H, W), ``out`` when given.
     """
-    if x.device.type == "cpu" and not torch.jit.is_tracing() and not torch.onnx.is_in_onnx_export():
+    if cpu_inference(x):
         height, width = int(size[0]), int(size[1])
         factor = height // int(x.shape[-2])
         if factor >= 1 and (factor * x.shape[-2], factor * x.shape[-1]) == (height, width):
