@@ -43,19 +43,42 @@ def test_workers_equal_one_frame_at_a_time(tile: int) -> None:
 
 
 def test_workers_keep_the_callers_threads_and_run_without_autograd() -> None:
+    seen: list[tuple[int, int, bool, str]] = []
+    after: dict[str, int] = {}
+
+    def caller() -> None:  # a thread of its own: the suite's one-thread setting would hide a change
+        torch.set_num_threads(2)
+        workers = FrameWorkers(2, threads=1)
+        try:
+            seen.extend(
+                workers.map(
+                    lambda i: (
+                        i,
+                        torch.get_num_threads(),
+                        torch.is_inference_mode_enabled(),
+                        threading.current_thread().name,
+                    ),
+                    range(4),
+                )
+            )
+        finally:
+            workers.close()
+        after["caller"] = torch.get_num_threads()
+        later = threading.Thread(target=lambda: after.update(later=torch.get_num_threads()))
+        later.start()  # a thread that starts after the workers takes torch's process-wide default
+        later.join()
+
     before = torch.get_num_threads()
-    workers = FrameWorkers(2, threads=1)
+    thread = threading.Thread(target=caller)
     try:
-        seen = workers.map(
-            lambda i: (i, torch.get_num_threads(), torch.is_inference_mode_enabled(), threading.current_thread().name),
-            range(4),
-        )
+        thread.start()
+        thread.join()
     finally:
-        workers.close()
+        torch.set_num_threads(before)
     assert [s[0] for s in seen] == [0, 1, 2, 3]  # in order
     assert all(s[1] == 1 and s[2] for s in seen)
     assert all(s[3].startswith("estinet-frame") for s in seen)
-    assert torch.get_num_threads() == before
+    assert after == {"caller": 2, "later": 2}
 
 
 def test_worker_errors_propagate() -> None:
@@ -79,19 +102,24 @@ def test_workers_option_is_checked() -> None:
     assert Derainer(_model(gate=False), device="cpu", workers=1).tiler.workers is None
 
 
-def test_workers_take_small_frames_only(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_workers_take_small_frames_only() -> None:
     """By default two threads make two workers for short operations (tiny at 640x480: a batch of 2) and one frame at
     a time for long ones (tiny at 1920x1080, small at 640x480, where two frames at once measured slower); workers
     given explicitly are used at every size."""
-    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
-    tiny = Derainer(_model(gate=False), device="cpu")
-    assert tiny.workers == 2 and tiny.tiler.workers is not None
-    assert tiny.plan_for(480, 640).batch == 2
-    assert tiny.plan_for(1080, 1920).batch == 1
-    torch.manual_seed(0)
-    small = Derainer(build_model(preset_config("estinet", "small")), device="cpu")
-    assert small.plan_for(480, 640).batch == 1
-    assert Derainer(_model(gate=False), device="cpu", workers=2).plan_for(1080, 1920).batch == 2
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        tiny = Derainer(_model(gate=False), device="cpu")
+        assert tiny.workers == 2 and tiny.tiler.workers is not None
+        assert tiny.plan_for(480, 640).batch == 2
+        assert tiny.plan_for(1080, 1920).batch == 1
+        torch.manual_seed(0)
+        small = Derainer(build_model(preset_config("estinet", "small")), device="cpu")
+        assert small.plan_for(480, 640).batch == 1
+        assert Derainer(_model(gate=False), device="cpu", workers=2).plan_for(1080, 1920).batch == 2
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_workers_end_with_their_derainer() -> None:
@@ -102,6 +130,10 @@ def test_workers_end_with_their_derainer() -> None:
     def workers_alive() -> int:
         return sum(t.name.startswith("estinet-frame") for t in threading.enumerate())
 
+    gc.collect()  # earlier tests' Derainers (and their threads) go first
+    deadline = time.monotonic() + 10
+    while any(t.name.startswith("estinet-frame") for t in threading.enumerate()) and time.monotonic() < deadline:
+        time.sleep(0.05)
     before = workers_alive()
     derainer = Derainer(_model(gate=False), device="cpu", workers=2)
     derainer.derain_clip(textured_clip(4, 32, 48)[0])

@@ -15,6 +15,7 @@ without per-frame terms returns them empty, and empty terms are passed on empty.
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -262,8 +263,9 @@ class FrameWorkers:
     torch's intra-op threads to pay for waking each other: on this project's 2-core CPU a frame's per-frame and
     per-window work ran 1.2-1.4x faster on two threads than on one. Computing two frames at once, one per thread,
     keeps both cores busy without that synchronisation (``benchmarks/bench_cpu_revisions.py``). Each worker runs
-    under ``torch.inference_mode`` and with ``torch.set_num_threads(threads)`` (OpenMP's thread count is per
-    calling thread, so the caller's setting is unchanged).
+    under ``torch.inference_mode`` with ``threads`` intra-op threads of its own; the threads start with the object,
+    and the caller's thread count and torch's process-wide default (which threads that have not used torch yet adopt)
+    are left as they were.
 
     Args:
         count: worker threads (>= 2).
@@ -273,11 +275,17 @@ class FrameWorkers:
     def __init__(self, count: int, threads: int = 1) -> None:
         self.count = count
         self.threads = threads
+        caller = torch.get_num_threads()
         # the initializer must not refer to this object: the idle threads would keep it (and themselves) alive; as
         # it is, the threads end when the pool is collected with its Derainer
         self._pool = ThreadPoolExecutor(
-            count, thread_name_prefix="estinet-frame", initializer=torch.set_num_threads, initargs=(threads,)
+            count, thread_name_prefix="estinet-frame", initializer=_start_worker, initargs=(threads,)
         )
+        # torch.set_num_threads also sets torch's process-wide default, which every thread that has not used torch
+        # yet adopts later (a server's next job thread, say): start all workers now, then put the default back
+        barrier = threading.Barrier(count)
+        list(self._pool.map(lambda _: barrier.wait(timeout=60), range(count)))
+        torch.set_num_threads(caller)
 
     def map(self, fn: Callable[[int], T], items: Iterable[int]) -> list[T]:
         """``[fn(i) for i in items]`` computed on the workers (without autograd); exceptions propagate."""
@@ -294,6 +302,12 @@ class FrameWorkers:
 
     def __repr__(self) -> str:
         return f"FrameWorkers(count={self.count}, threads={self.threads})"
+
+
+def _start_worker(threads: int) -> None:
+    """A worker thread's set-up: ``threads`` intra-op threads for this thread only (with :class:`FrameWorkers`)."""
+    torch.get_num_threads()  # torch's lazy per-thread set-up first: run later, it would adopt the process default
+    torch.set_num_threads(threads)
 
 
 def _canvas(term: Tensor, count: int, height: int, width: int) -> Tensor:
