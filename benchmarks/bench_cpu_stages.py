@@ -9,7 +9,9 @@ shapes and layouts (channels_last, as :class:`~estinet.inference.Derainer` prepa
 - SICM's decoder: the 8-channel x2 upsampling of the last up-projection (which keeps ``F.interpolate``: no gain);
 - ``head_spatial``: the 1x1 conv of the concatenated SICM output, against
   :func:`~estinet.models.sicm.conv_concat` (matrix products on the two halves);
-- the rain gate's 3x3 conv from 8 channels to 1, against :func:`~estinet.models.estm.single_output_conv`;
+- the rain gate on its evidence (10 channels, NCHW: the concatenation of channels_last features and NCHW residuals):
+  1x1 conv to 8, ReLU, 3x3 conv to 1, against :func:`~estinet.models.estm.pointwise_conv` (a matrix product) and
+  :func:`~estinet.models.estm.single_output_conv` (a depthwise conv and a channel sum);
 - a ReLU out of place against in place.
 
 Process CPU time per call, median of ``--repeats`` runs of ``--calls`` calls, with :func:`estinet.allocator.
@@ -28,7 +30,7 @@ import torch.nn.functional as F
 
 from estinet.allocator import keep_freed_memory
 from estinet.benchmark import cpu_name
-from estinet.models.estm import single_output_conv
+from estinet.models.estm import pointwise_conv, single_output_conv
 from estinet.models.sicm import conv_concat
 from estinet.models.upsample import upsample_to
 
@@ -70,7 +72,10 @@ def rows() -> list[tuple[str, Callable[[], torch.Tensor], Callable[[], torch.Ten
     halves = [rand(1, 8, H, W), rand(1, 8, H, W)]
     head = torch.nn.Conv2d(16, 3, 1, bias=False).to(memory_format=CL)
     features = rand(1, 8, H, W)
-    gate = torch.nn.Conv2d(8, 1, 3, padding=1).to(memory_format=CL)
+    evidence = torch.rand(1, 10, H, W, generator=g)  # NCHW, as ESTM concatenates it
+    gate = torch.nn.Sequential(torch.nn.Conv2d(10, 8, 1), torch.nn.ReLU(), torch.nn.Conv2d(8, 1, 3, padding=1)).to(
+        memory_format=CL
+    )
     return [
         ("SICM fusion: upsample 4 maps + concatenate", fusion_plain, fusion_fast),
         (
@@ -83,7 +88,11 @@ def rows() -> list[tuple[str, Callable[[], torch.Tensor], Callable[[], torch.Ten
             lambda: head(torch.cat(halves, 1)),
             lambda: conv_concat(head, halves),
         ),
-        ("rain gate: 3x3 conv, 8 channels to 1", lambda: gate(features), lambda: single_output_conv(gate, features)),
+        (
+            "rain gate: 1x1 conv 10 to 8, ReLU, 3x3 conv 8 to 1",
+            lambda: gate(evidence),
+            lambda: single_output_conv(gate[2], pointwise_conv(gate[0], evidence).relu_()),
+        ),
         ("ReLU, 8 channels", lambda: F.relu(features), lambda: features.relu_()),
     ]
 

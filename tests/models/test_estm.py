@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from estinet.inference.derainer import channels_last_taps as _channels_last_taps
 from estinet.models import estm as estm_module
-from estinet.models.estm import ESTM, TemporalConv3d, single_output_conv
+from estinet.models.estm import ESTM, TemporalConv3d, pointwise_conv, single_output_conv
 
 
 @pytest.mark.parametrize(("batch", "frames"), [(1, 3), (2, 5), (3, 4)])
@@ -203,22 +203,32 @@ def test_single_output_conv_equals_the_conv(channels_last: bool, bias: bool) -> 
     torch.testing.assert_close(got, want, rtol=0, atol=1e-5)
 
 
-def test_gated_estm_inference_form_equals_its_autograd_form(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The CPU inference form of the gate (depthwise conv and a channel sum) keeps ESTM's output."""
+def test_gated_estm_inference_form_equals_its_autograd_form() -> None:
+    """The CPU inference form of the gate (a matrix product, then a depthwise conv and a channel sum) keeps ESTM's
+    output, and the gate's plain convs do not run."""
     torch.manual_seed(3)
     estm = ESTM(4, 1, 1, 4, gate=True)
     estm.gate.to(memory_format=torch.channels_last)
     torch.nn.init.normal_(estm.gate[-1].weight, std=0.5)  # a gate that is not uniformly open
     coarse, rainy = torch.rand(2, 5, 3, 16, 24), torch.rand(2, 5, 3, 16, 24)
     want = estm(coarse, rainy)
-    layouts = []
-
-    def spy(conv: torch.nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
-        layouts.append(x.is_contiguous(memory_format=torch.channels_last))
-        return single_output_conv(conv, x)
-
-    monkeypatch.setattr(estm_module, "single_output_conv", spy)
+    plain_calls = []
+    for conv in (estm.gate[0], estm.gate[2]):
+        conv.register_forward_hook(lambda *_: plain_calls.append(1))
     with torch.no_grad():
         got = estm(coarse, rainy)
-    assert layouts == [True]  # the depthwise form ran
+    assert plain_calls == []
     torch.testing.assert_close(got, want, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("bias", [False, True])
+def test_pointwise_conv_equals_the_conv(bias: bool) -> None:
+    torch.manual_seed(int(bias))
+    conv = torch.nn.Conv2d(10, 8, 1, bias=bias).to(memory_format=torch.channels_last)
+    x = torch.randn(2, 10, 9, 13)
+    with torch.no_grad():
+        got = pointwise_conv(conv, x)
+        strided = pointwise_conv(conv, x[:, :, :, :7])  # not contiguous: the plain call
+    assert got.shape == (2, 8, 9, 13) and got.is_contiguous()
+    torch.testing.assert_close(got, conv(x), rtol=0, atol=1e-5)
+    torch.testing.assert_close(strided, conv(x[:, :, :, :7]), rtol=0, atol=1e-5)

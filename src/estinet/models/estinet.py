@@ -192,7 +192,7 @@ class ESTINet(nn.Module):
         b, t = rainy.shape[:2]
         g = self.stim(low).flatten(0, 1)  # (B*T, head_channels, h, w)
         r = self.coarse_head(g, tuple(rainy.shape[-2:]))
-        coarse = rainy + full + r.unflatten(0, (b, t))  # (B, T, 3, Hp, Wp)
+        coarse = torch.add(rainy, full).add_(r.unflatten(0, (b, t)))  # (B, T, 3, Hp, Wp); one buffer, not two
         if self.estm is None:
             return coarse, coarse[:, self.centre]
         return coarse, self.estm(coarse, rainy)

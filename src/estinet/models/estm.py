@@ -147,13 +147,39 @@ def single_output_conv(conv: nn.Conv2d, x: Tensor) -> Tensor:
     fast = (
         conv.out_channels == 1 and conv.groups == 1 and x.device.type == "cpu" and not torch.is_autocast_enabled("cpu")
     )
-    if not fast or not x.is_contiguous(memory_format=torch.channels_last):
+    channels_last = x.is_contiguous(memory_format=torch.channels_last)
+    if not fast or not (channels_last or x.is_contiguous()):
         return conv(x)
     c = conv.in_channels
-    depthwise = conv.weight.reshape(c, 1, *conv.kernel_size).contiguous(memory_format=torch.channels_last)
+    depthwise = conv.weight.reshape(c, 1, *conv.kernel_size)
+    depthwise = depthwise.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
     per_channel = F.conv2d(x, depthwise, None, conv.stride, conv.padding, conv.dilation, groups=c)  # (N, C, H', W')
     out = per_channel.sum(dim=1, keepdim=True)
     return out if conv.bias is None else out.add_(conv.bias.view(1, 1, 1, 1))
+
+
+def pointwise_conv(conv: nn.Conv2d, x: Tensor) -> Tensor:
+    """A plain 1x1 conv of a contiguous (NCHW) CPU map as a matrix product per sample (other inputs: the plain call).
+
+    Args:
+        conv: a 1x1 conv (stride 1, no padding, one group).
+        x: (N, C, H, W).
+
+    Returns:
+        (N, O, H, W), contiguous.
+    """
+    plain = conv.kernel_size == (1, 1) and conv.stride == (1, 1) and conv.padding == (0, 0) and conv.groups == 1
+    if not plain or not x.is_contiguous() or x.device.type != "cpu" or torch.is_autocast_enabled("cpu"):
+        return conv(x)
+    n, c, height, width = x.shape
+    weight = conv.weight.reshape(conv.out_channels, c)
+    flat = x.reshape(n, c, height * width)
+    out = (
+        torch.matmul(weight, flat)
+        if conv.bias is None
+        else torch.baddbmm(conv.bias.view(1, -1, 1).expand(n, -1, height * width), weight.expand(n, -1, -1), flat)
+    )
+    return out.view(n, conv.out_channels, height, width)
 
 
 def _concat(feats: list[Tensor]) -> Tensor:
@@ -234,7 +260,7 @@ class ESTM(nn.Module):
         assert self.gate is not None
         if not cpu_inference(evidence):
             return self.gate(evidence)
-        return single_output_conv(self.gate[2], self.gate[1](self.gate[0](evidence)))
+        return single_output_conv(self.gate[2], pointwise_conv(self.gate[0], evidence).relu_())
 
     def forward(self, coarse: Tensor, rainy: Tensor) -> Tensor:
         """coarse, rainy (N, 5, 3, H, W) -> refined centre frame (N, 3, H, W)."""
