@@ -5,8 +5,8 @@ For the shipped ``tiny`` weights at 640x480 in fp32 (torch backend), both source
 :meth:`Derainer.derain_tensors` (per-frame and per-window work, motion estimation and alignment included; no decoding
 or encoding), ``end-to-end`` derains an H.264 clip into an H.264 file. The earlier revision is checked out with ``git
 worktree`` into a temporary folder; each round runs one measuring process per tree (``PYTHONPATH`` pointing at its
-``src``), the trees alternating, and the best round of each counts, so that a load spike on a shared machine hurts
-both alike. The 1-minute load average before and after the run is recorded: numbers from a busy machine are
+``src``), the trees alternating. The table gives the best round of each (a load spike on a shared machine hurts
+both alike), the median, and in how many rounds this tree was the faster of the pair. The 1-minute load average before and after the run is recorded: numbers from a busy machine are
 indicative only.
 
 The outputs are compared on the benchmark's panning clip (2 px per frame, motion compensation on): the largest
@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -120,11 +121,13 @@ def main() -> None:
             load_before = os.getloadavg()[0]
             trees = {"baseline": base, "this": ROOT}
             best: dict[tuple[str, str], dict] = {}
+            rates: dict[tuple[str, str], list[float]] = {}
             for round_ in range(args.rounds):
                 for name, tree in trees.items():
                     for mode, r in measure(tree, args.frames, args.warmup, height, width, args.modes).items():
                         if r["fps"] > best.get((name, mode), {"fps": 0.0})["fps"]:
                             best[name, mode] = r
+                        rates.setdefault((name, mode), []).append(r["fps"])
                         print(f"round {round_ + 1}: {name:8s} {mode:10s} {r['fps']:6.2f} frames/s", flush=True)
             load_after = os.getloadavg()[0]
             outputs = {}
@@ -150,13 +153,19 @@ def main() -> None:
     )
     lines += [
         "",
-        "| mode | baseline (frames/s) | this tree (frames/s) | ratio | stages of this tree (ms per frame) |",
-        "|---|---:|---:|---:|---|",
+        "| mode | baseline: best (median) frames/s | this tree: best (median) | ratio of bests (of medians) "
+        "| rounds this tree was faster | stages of this tree (ms per frame) |",
+        "|---|---:|---:|---:|---:|---|",
     ]
     for mode in args.modes:
         b, t = best["baseline", mode], best["this", mode]
+        b_med, t_med = statistics.median(rates["baseline", mode]), statistics.median(rates["this", mode])
+        won = sum(x > y for x, y in zip(rates["this", mode], rates["baseline", mode], strict=True))
         stages = ", ".join(f"{k} {v / args.frames * 1000:.0f}" for k, v in (t.get("stages") or {}).items())
-        lines.append(f"| {mode} | {b['fps']:.2f} | {t['fps']:.2f} | {t['fps'] / b['fps']:.2f} | {stages} |")
+        lines.append(
+            f"| {mode} | {b['fps']:.2f} ({b_med:.2f}) | {t['fps']:.2f} ({t_med:.2f}) | {t['fps'] / b['fps']:.2f} "
+            f"({t_med / b_med:.2f}) | {won} of {args.rounds} | {stages} |"
+        )
     lines += [
         "",
         difference_line(12, "this - baseline", diff, int((levels != 0).sum()), levels.numel(), int(levels.abs().max())),
