@@ -6,8 +6,8 @@ For the shipped ``tiny`` weights at 640x480 in fp32 (torch backend), both source
 or encoding), ``end-to-end`` derains an H.264 clip into an H.264 file. The earlier revision is checked out with ``git
 worktree`` into a temporary folder; each round runs one measuring process per tree (``PYTHONPATH`` pointing at its
 ``src``), the trees alternating. The table gives the best round of each (a load spike on a shared machine hurts
-both alike), the median, and in how many rounds this tree was the faster of the pair. The 1-minute load average before and after the run is recorded: numbers from a busy machine are
-indicative only.
+both alike), the median, and in how many rounds this tree was the faster of the pair. The 1-minute load average
+before and after the run is recorded: numbers from a busy machine are indicative only.
 
 The outputs are compared on the benchmark's panning clip (2 px per frame, motion compensation on): the largest
 absolute difference of the float frames and the 8-bit output values that differ.

@@ -39,16 +39,31 @@ def shrunk(derainer: Derainer, threshold: float) -> Callable[[Iterable[np.ndarra
     return predict
 
 
+def darkened(derainer: Derainer) -> Callable[[Iterable[np.ndarray]], Iterator[np.ndarray]]:
+    """A predictor: the derainer's output where it is darker than the rainy frame, the rainy frame elsewhere (rain
+    adds light; a test of keeping only the changes that remove light)."""
+
+    def predict(frames: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+        frames = list(frames)
+        for rainy, out in zip(frames, derainer.derain_frames(iter(frames)), strict=True):
+            yield np.minimum(rainy, out)
+
+    return predict
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("weights", help="candidate weights (file or shipped name)")
     parser.add_argument("--reference", default=str(ROOT / "docs/results/scores-tiny.json"), help="committed scores")
     parser.add_argument("--label", default="estinet tiny", help="the reference's row in that file")
     parser.add_argument("--soft-threshold", type=float, default=0.0, help="shrink the residual by this many levels")
+    parser.add_argument("--darken-only", action="store_true", help="keep only the output's darkening changes")
     args = parser.parse_args()
     reference = json.loads(Path(args.reference).read_text())[args.label]
     derainer = Derainer(args.weights, device="cpu")
     predict = shrunk(derainer, args.soft_threshold) if args.soft_threshold > 0 else derainer.derain_frames
+    if args.darken_only:
+        predict = darkened(derainer)
     for bench in BENCHMARKS:
         got, ref = score(predict, bench, "candidate"), reference[bench]
         psnr, ref_psnr = got["sequence_mean"]["psnr_y"], ref["sequence_mean"]["psnr_y"]
