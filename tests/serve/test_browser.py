@@ -103,5 +103,8 @@ def test_page_uploads_shows_progress_plays_and_downloads(tmp_path: Path, browser
         page.close()
     got, want = read_all(downloaded), read_all(reference)
     assert got.shape == (6, 48, 64, 3)
-    assert np.abs(got.astype(int) - want.astype(int)).max() <= 1
+    diff = np.abs(got.astype(int) - want.astype(int))
+    # the same frames as the library's derain_video; H.264 turns a 1-level model difference into several levels, so
+    # a failure here says how much differs (a thread count or batch that differs between the two sides did this once)
+    assert diff.max() <= 1, f"{int((diff > 1).sum())} of {diff.size} values differ by > 1, mean {diff.mean():.3f}"
     assert list((tmp_path / "work").iterdir()) == []
