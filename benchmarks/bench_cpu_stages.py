@@ -10,7 +10,7 @@ shapes and layouts (channels_last, as :class:`~estinet.inference.Derainer` prepa
 - ``head_spatial``: the 1x1 conv of the concatenated SICM output, against
   :func:`~estinet.models.sicm.conv_concat` (matrix products on the two halves);
 - the rain gate on its evidence (10 channels, NCHW: the concatenation of channels_last features and NCHW residuals):
-  1x1 conv to 8, ReLU, 3x3 conv to 1, against :func:`~estinet.models.estm.pointwise_conv` (a matrix product) and
+  1x1 conv to 8, ReLU, 3x3 conv to 1, against :func:`~estinet.models.sicm.pointwise_conv` (a matrix product) and
   :func:`~estinet.models.estm.single_output_conv` (a depthwise conv and a channel sum);
 - a ReLU out of place against in place.
 
@@ -30,8 +30,8 @@ import torch.nn.functional as F
 
 from estinet.allocator import keep_freed_memory
 from estinet.benchmark import cpu_name
-from estinet.models.estm import pointwise_conv, single_output_conv
-from estinet.models.sicm import conv_concat
+from estinet.models.estm import single_output_conv
+from estinet.models.sicm import conv_concat, pointwise_conv
 from estinet.models.upsample import upsample_to
 
 H, W = 480, 640

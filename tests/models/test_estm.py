@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from estinet.inference.derainer import channels_last_taps as _channels_last_taps
 from estinet.models import estm as estm_module
-from estinet.models.estm import ESTM, TemporalConv3d, pointwise_conv, single_output_conv
+from estinet.models.estm import ESTM, TemporalConv3d, single_output_conv
 
 
 @pytest.mark.parametrize(("batch", "frames"), [(1, 3), (2, 5), (3, 4)])
@@ -219,16 +219,3 @@ def test_gated_estm_inference_form_equals_its_autograd_form() -> None:
         got = estm(coarse, rainy)
     assert plain_calls == []
     torch.testing.assert_close(got, want, rtol=0, atol=1e-5)
-
-
-@pytest.mark.parametrize("bias", [False, True])
-def test_pointwise_conv_equals_the_conv(bias: bool) -> None:
-    torch.manual_seed(int(bias))
-    conv = torch.nn.Conv2d(10, 8, 1, bias=bias).to(memory_format=torch.channels_last)
-    x = torch.randn(2, 10, 9, 13)
-    with torch.no_grad():
-        got = pointwise_conv(conv, x)
-        strided = pointwise_conv(conv, x[:, :, :, :7])  # not contiguous: the plain call
-    assert got.shape == (2, 8, 9, 13) and got.is_contiguous()
-    torch.testing.assert_close(got, conv(x), rtol=0, atol=1e-5)
-    torch.testing.assert_close(strided, conv(x[:, :, :, :7]), rtol=0, atol=1e-5)

@@ -1,4 +1,5 @@
-"""SICM: the in-place inference forms keep the function and its gradients; conv_concat is a conv of a concatenation."""
+"""SICM: the in-place inference forms keep the function and its gradients; conv_concat is a conv of a concatenation,
+pointwise_conv a 1x1 conv."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from estinet.models.sicm import SICM, UpProjection, conv_concat
+from estinet.models.sicm import SICM, UpProjection, conv_concat, pointwise_conv
 
 
 def _reference_sicm(m: SICM, x: Tensor) -> Tensor:
@@ -92,3 +93,16 @@ def test_conv_concat_with_autograd_and_wrong_channels() -> None:
     assert all(p.grad is not None for p in parts)
     with torch.no_grad(), pytest.raises(ValueError, match="7 channels in all"):
         conv_concat(conv, [torch.randn(1, 3, 4, 4), torch.randn(1, 4, 4, 4)])
+
+
+@pytest.mark.parametrize("bias", [False, True])
+def test_pointwise_conv_equals_the_conv(bias: bool) -> None:
+    torch.manual_seed(int(bias))
+    conv = torch.nn.Conv2d(10, 8, 1, bias=bias).to(memory_format=torch.channels_last)
+    x = torch.randn(2, 10, 9, 13)
+    with torch.no_grad():
+        got = pointwise_conv(conv, x)
+        strided = pointwise_conv(conv, x[:, :, :, :7])  # not contiguous: the plain call
+    assert got.shape == (2, 8, 9, 13) and got.is_contiguous()
+    torch.testing.assert_close(got, conv(x), rtol=0, atol=1e-5)
+    torch.testing.assert_close(strided, conv(x[:, :, :, :7]), rtol=0, atol=1e-5)

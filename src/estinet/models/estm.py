@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from estinet.models.cpu import cpu_inference
-from estinet.models.sicm import conv3x3
+from estinet.models.sicm import conv3x3, pointwise_conv
 
 
 def _per_input_frames(device: torch.device) -> bool:
@@ -155,30 +155,6 @@ def single_output_conv(conv: nn.Conv2d, x: Tensor) -> Tensor:
     per_channel = F.conv2d(x, depthwise, None, conv.stride, conv.padding, conv.dilation, groups=c)  # (N, C, H', W')
     out = per_channel.sum(dim=1, keepdim=True)
     return out if conv.bias is None else out.add_(conv.bias.view(1, 1, 1, 1))
-
-
-def pointwise_conv(conv: nn.Conv2d, x: Tensor) -> Tensor:
-    """A plain 1x1 conv of a contiguous (NCHW) CPU map as a matrix product per sample (other inputs: the plain call).
-
-    Args:
-        conv: a 1x1 conv (stride 1, no padding, one group).
-        x: (N, C, H, W).
-
-    Returns:
-        (N, O, H, W), contiguous.
-    """
-    plain = conv.kernel_size == (1, 1) and conv.stride == (1, 1) and conv.padding == (0, 0) and conv.groups == 1
-    if not plain or not x.is_contiguous() or x.device.type != "cpu" or torch.is_autocast_enabled("cpu"):
-        return conv(x)
-    n, c, height, width = x.shape
-    weight = conv.weight.reshape(conv.out_channels, c)
-    flat = x.reshape(n, c, height * width)
-    out = (
-        torch.matmul(weight, flat)
-        if conv.bias is None
-        else torch.baddbmm(conv.bias.view(1, -1, 1).expand(n, -1, height * width), weight.expand(n, -1, -1), flat)
-    )
-    return out.view(n, conv.out_channels, height, width)
 
 
 def _concat(feats: list[Tensor]) -> Tensor:

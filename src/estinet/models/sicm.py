@@ -57,12 +57,39 @@ def conv_concat(conv: nn.Conv2d, parts: Sequence[Tensor]) -> Tensor:
     return out
 
 
+def _plain_pointwise(conv: nn.Conv2d) -> bool:
+    """Whether ``conv`` is a plain 1x1 conv (stride 1, no padding or dilation, one group) that may run as matrix
+    products: not under CPU autocast, which keeps the conv's own mixed precision."""
+    plain = conv.kernel_size == (1, 1) and conv.stride == (1, 1) and conv.padding == (0, 0) and conv.dilation == (1, 1)
+    return plain and conv.groups == 1 and not torch.is_autocast_enabled("cpu")
+
+
 def _pointwise_matmul(conv: nn.Conv2d, parts: Sequence[Tensor]) -> bool:
     """Whether :func:`conv_concat` computes ``conv`` as matrix products: a plain 1x1 conv on channels_last CPU maps."""
-    plain = conv.kernel_size == (1, 1) and conv.stride == (1, 1) and conv.padding == (0, 0) and conv.dilation == (1, 1)
-    if not plain or torch.is_autocast_enabled("cpu"):  # autocast: the conv's own mixed precision
-        return False
-    return all(p.is_contiguous(memory_format=torch.channels_last) for p in parts)
+    return _plain_pointwise(conv) and all(p.is_contiguous(memory_format=torch.channels_last) for p in parts)
+
+
+def pointwise_conv(conv: nn.Conv2d, x: Tensor) -> Tensor:
+    """A plain 1x1 conv of a contiguous (NCHW) CPU map as a matrix product per sample (other inputs: the plain call).
+
+    Args:
+        conv: a 2-D conv.
+        x: (N, C, H, W).
+
+    Returns:
+        (N, O, H, W); contiguous where the product ran.
+    """
+    if not _plain_pointwise(conv) or not x.is_contiguous() or x.device.type != "cpu":
+        return conv(x)
+    n, c, height, width = x.shape
+    weight = conv.weight.reshape(conv.out_channels, c)
+    flat = x.reshape(n, c, height * width)
+    out = (
+        torch.matmul(weight, flat)
+        if conv.bias is None
+        else torch.baddbmm(conv.bias.view(1, -1, 1).expand(n, -1, height * width), weight.expand(n, -1, -1), flat)
+    )
+    return out.view(n, conv.out_channels, height, width)
 
 
 def _pointwise_concat(conv: nn.Conv2d, parts: Sequence[Tensor]) -> Tensor:
