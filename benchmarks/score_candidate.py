@@ -25,30 +25,35 @@ from heldout import BENCHMARKS, score
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def shrunk(derainer: Derainer, threshold: float) -> Callable[[Iterable[np.ndarray]], Iterator[np.ndarray]]:
-    """A predictor: the derainer's output with its residual soft-thresholded at ``threshold`` levels."""
+def adjusted(
+    derainer: Derainer, change: Callable[[np.ndarray, np.ndarray], np.ndarray]
+) -> Callable[[Iterable[np.ndarray]], Iterator[np.ndarray]]:
+    """A predictor: ``change(rainy, output)`` of each rainy frame and the derainer's uint8 output for it."""
 
     def predict(frames: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
         frames = list(frames)
         for rainy, out in zip(frames, derainer.derain_frames(iter(frames)), strict=True):
-            residual = out.astype(np.float32) - rainy.astype(np.float32)
-            size = np.abs(residual).max(axis=2, keepdims=True)
-            scale = np.clip((size - threshold) / np.maximum(size, 1e-6), 0.0, 1.0)
-            yield np.clip(rainy + np.rint(residual * scale), 0, 255).astype(np.uint8)
+            yield change(rainy, out)
 
     return predict
 
 
-def darkened(derainer: Derainer) -> Callable[[Iterable[np.ndarray]], Iterator[np.ndarray]]:
-    """A predictor: the derainer's output where it is darker than the rainy frame, the rainy frame elsewhere (rain
-    adds light; a test of keeping only the changes that remove light)."""
+def soft_threshold(threshold: float) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """The output with its residual soft-thresholded at ``threshold`` levels."""
 
-    def predict(frames: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
-        frames = list(frames)
-        for rainy, out in zip(frames, derainer.derain_frames(iter(frames)), strict=True):
-            yield np.minimum(rainy, out)
+    def change(rainy: np.ndarray, out: np.ndarray) -> np.ndarray:
+        residual = out.astype(np.float32) - rainy.astype(np.float32)
+        size = np.abs(residual).max(axis=2, keepdims=True)
+        scale = np.clip((size - threshold) / np.maximum(size, 1e-6), 0.0, 1.0)
+        return np.clip(rainy + np.rint(residual * scale), 0, 255).astype(np.uint8)
 
-    return predict
+    return change
+
+
+def darken_only(rainy: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """The output where it is darker than the rainy frame, the rainy frame elsewhere (rain adds light; a test of
+    keeping only the changes that remove light)."""
+    return np.minimum(rainy, out)
 
 
 def main() -> int:
@@ -56,14 +61,17 @@ def main() -> int:
     parser.add_argument("weights", help="candidate weights (file or shipped name)")
     parser.add_argument("--reference", default=str(ROOT / "docs/results/scores-tiny.json"), help="committed scores")
     parser.add_argument("--label", default="estinet tiny", help="the reference's row in that file")
-    parser.add_argument("--soft-threshold", type=float, default=0.0, help="shrink the residual by this many levels")
-    parser.add_argument("--darken-only", action="store_true", help="keep only the output's darkening changes")
+    change = parser.add_mutually_exclusive_group()
+    change.add_argument("--soft-threshold", type=float, default=0.0, help="shrink the residual by this many levels")
+    change.add_argument("--darken-only", action="store_true", help="keep only the output's darkening changes")
     args = parser.parse_args()
     reference = json.loads(Path(args.reference).read_text())[args.label]
     derainer = Derainer(args.weights, device="cpu")
-    predict = shrunk(derainer, args.soft_threshold) if args.soft_threshold > 0 else derainer.derain_frames
-    if args.darken_only:
-        predict = darkened(derainer)
+    predict = derainer.derain_frames
+    if args.soft_threshold > 0:
+        predict = adjusted(derainer, soft_threshold(args.soft_threshold))
+    elif args.darken_only:
+        predict = adjusted(derainer, darken_only)
     for bench in BENCHMARKS:
         got, ref = score(predict, bench, "candidate"), reference[bench]
         psnr, ref_psnr = got["sequence_mean"]["psnr_y"], ref["sequence_mean"]["psnr_y"]
