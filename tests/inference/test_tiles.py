@@ -130,17 +130,17 @@ def test_workers_end_with_their_derainer() -> None:
     def workers_alive() -> int:
         return sum(t.name.startswith("estinet-frame") for t in threading.enumerate())
 
-    gc.collect()  # earlier tests' Derainers (and their threads) go first
-    deadline = time.monotonic() + 10
-    while any(t.name.startswith("estinet-frame") for t in threading.enumerate()) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    before = workers_alive()
+    def collected(left: int) -> int:
+        """Collect garbage, then wait (10 s at most) until at most ``left`` worker threads are alive."""
+        gc.collect()
+        deadline = time.monotonic() + 10
+        while workers_alive() > left and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return workers_alive()
+
+    before = collected(0)  # earlier tests' Derainers (and their threads) go first
     derainer = Derainer(_model(gate=False), device="cpu", workers=2)
     derainer.derain_clip(textured_clip(4, 32, 48)[0])
     assert workers_alive() == before + 2
     del derainer
-    gc.collect()
-    deadline = time.monotonic() + 10
-    while workers_alive() > before and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert workers_alive() == before
+    assert collected(before) == before
