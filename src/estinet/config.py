@@ -409,6 +409,8 @@ class DataConfig:
             rainy and clean alike (:mod:`estinet.data.compress`); 0 keeps exact frames.
         scene_motion: share of synthetic stills and static-camera clips given parallax layers and moving objects
             (:func:`estinet.data.sources.make_clip`); 0 keeps them as before.
+        still: share of synthetic training clips whose every frame is the rainy centre frame (single-image
+            deraining: photographs, and neighbours that cannot be aligned); 0 keeps them as before.
         val: validation dataset: ``heldout:PRESETS`` (synthetic rain over the held-out package sources, rendered
             once with ``val_seed``), any ``KIND:PATH`` with ground truth (evaluated on full frames), or null to
             switch validation off.
@@ -431,6 +433,7 @@ class DataConfig:
     flip: bool = True
     compression: float = 0.0
     scene_motion: float = 0.0
+    still: float = 0.0
     val: str | None = "heldout:light,heavy,ntu"
     val_split: str = "test"
     val_clean: list[str] | None = None
@@ -451,7 +454,7 @@ class DataConfig:
             _check_int("data", self, name, 0)
         if not isinstance(self.flip, bool):
             raise _section_error("data", "flip", self.flip, "true or false")
-        for name in ("compression", "scene_motion"):
+        for name in ("compression", "scene_motion", "still"):
             _coerce_float("data", self, name, 0.0)
             if getattr(self, name) > 1:
                 raise _section_error("data", name, getattr(self, name), "a probability in [0, 1]")

@@ -472,3 +472,23 @@ def test_synthetic_rain_mask_is_decided_before_compression(clean_dir: Path) -> N
         want = (a["rainy"] - a["clean"]).abs().amax(dim=1) > 2.5 / 255  # (T, h, w): changed by more than 2 levels
         assert a["rain_mask"].dtype == torch.bool and torch.equal(a["rain_mask"], want)
         assert torch.equal(b["rain_mask"], a["rain_mask"])  # the same rain, whatever the codec did to the pair
+
+
+def test_synthetic_rain_still_samples_repeat_the_rainy_centre_frame(clean_dir: Path) -> None:
+    srcs = clean_sources([clean_dir / "clip"])
+    moving = SyntheticRain(srcs, preset="heavy", seed=4, num_frames=5, crop=32, length=12, camera="pan")
+    half = SyntheticRain(srcs, preset="heavy", seed=4, num_frames=5, crop=32, length=12, camera="pan", still=0.5)
+    stills = 0
+    for i in range(12):
+        a, b = moving[i], half[i]
+        if torch.equal(a["rainy"], b["rainy"]):  # left as it was: the rain still differs between frames
+            assert not torch.equal(b["rainy"][0], b["rainy"][2])
+            continue
+        stills += 1
+        for key in ("rainy", "clean", "rain_alpha", "rain_mask"):  # the centre frame, everywhere in the window
+            assert torch.equal(b[key], a[key][2:3].expand_as(a[key])), key
+    assert 2 <= stills <= 10  # about half of 12
+    for i in range(12):  # which samples are stills depends on (seed, epoch, index) only
+        assert torch.equal(half[i]["rainy"], half[i]["rainy"])
+    with pytest.raises(DatasetError, match="still is a probability"):
+        SyntheticRain(srcs, still=2.0)

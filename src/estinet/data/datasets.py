@@ -807,6 +807,9 @@ class SyntheticRain(Dataset):
             exact frames; samples are then identical to those without the option.
         scene_motion: Share of the stills and static-camera clips that also get parallax layers and moving objects
             (:func:`estinet.data.sources.make_clip`); 0 (default) keeps the samples as they were.
+        still: Share of the samples whose every frame is the centre frame, rain included (a photograph derained as a
+            one-frame video, or neighbours that cannot be aligned): the model has to find the rain in one frame. 0
+            (default) keeps the samples as they were.
 
     Raises:
         DatasetError: If no clean source is available, a preset is unknown, or an argument is invalid.
@@ -825,12 +828,14 @@ class SyntheticRain(Dataset):
         flip: bool = True,
         compression: float = 0.0,
         scene_motion: float = 0.0,
+        still: float = 0.0,
     ) -> None:
-        for name, value in (("compression", compression), ("scene_motion", scene_motion)):
+        for name, value in (("compression", compression), ("scene_motion", scene_motion), ("still", still)):
             if not 0.0 <= float(value) <= 1.0:
                 raise DatasetError(f"{name} is a probability in [0, 1], got {value!r}")
         self.compression = float(compression)
         self.scene_motion = float(scene_motion)
+        self.still = float(still)
         if sources is None:
             found = training_sources()
             if not found:
@@ -920,6 +925,12 @@ class SyntheticRain(Dataset):
             if rng.random() < self.compression:
                 setting = random_compression(rng)
                 rainy8, clip = compress_clip(rainy8, setting), compress_clip(clip, setting)
+        if (
+            self.still > 0
+            and np.random.default_rng(_sample_seed(self.seed, self.epoch, index, 0x5711)).random() < self.still
+        ):
+            centre = [self.num_frames // 2] * self.num_frames
+            clip, rainy8, alpha, changed = clip[centre], rainy8[centre], alpha[centre], changed[centre]
         if flip:
             clip, rainy8, alpha = clip[:, :, ::-1], rainy8[:, :, ::-1], alpha[:, :, ::-1]
             changed = changed[:, :, ::-1]
