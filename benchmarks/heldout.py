@@ -5,12 +5,17 @@ Package clips never used in training (``estinet.data.sources.heldout_sources``: 
 ``light`` and ``heavy`` use the mixed camera (static, pan or hand-held per clip); ``pan`` and ``handheld`` are the
 moving-camera clips (mixed rain presets) on which ghosting shows as a low background PSNR; ``static`` is the same
 clips and rain with the camera still, the reference that isolates what camera motion costs (:func:`ghosting_gaps`);
-``realistic-light``, ``realistic-heavy`` and ``storm`` are the second-generation rain presets (mixed camera).
+``realistic-light``, ``realistic-heavy`` and ``storm`` are the second-generation rain presets (mixed camera);
+``still`` is the ``static`` clips with every frame derained alone, as a one-frame video (a photograph, or a frame whose
+neighbours cannot be aligned): what a model removes from a single frame.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from typing import Any
+
+import numpy as np
 
 from estinet.evaluate import Predictor, evaluate, open_eval_dataset
 
@@ -24,14 +29,29 @@ BENCHMARKS: dict[str, dict[str, str]] = {
     "realistic-light": {"rain": "realistic-light", "camera": "mixed"},
     "realistic-heavy": {"rain": "realistic-heavy", "camera": "mixed"},
     "storm": {"rain": "storm", "camera": "mixed"},
+    # every frame alone (a one-frame video each)
+    "still": {"rain": "light,heavy,ntu", "camera": "static", "frames": "one"},
 }
 MOVING = ("pan", "handheld")
 CLIPS, FRAMES, CROP, SEED = 12, 9, 224, 2021
 
 
+def one_at_a_time(predictor: Predictor) -> Predictor:
+    """The predictor applied to each frame of a sequence alone, as a one-frame sequence."""
+
+    def predict(frames: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+        for frame in frames:
+            (out,) = predictor(iter([frame]))
+            yield out
+
+    return predict
+
+
 def score(predictor: Predictor, bench: str, name: str) -> dict[str, Any]:
     """Evaluate a predictor on one held-out benchmark; the report as a dict (``EvalReport.to_dict``)."""
     spec = BENCHMARKS[bench]
+    if spec.get("frames") == "one":
+        predictor = one_at_a_time(predictor)
     dataset = open_eval_dataset(
         f"synthetic:{spec['rain']}", clips=CLIPS, clip_frames=FRAMES, crop=CROP, seed=SEED, camera=spec["camera"]
     )
