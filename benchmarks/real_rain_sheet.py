@@ -4,10 +4,11 @@
         --out docs/images/real_rain.png
 
 Each row is one real input (a frame folder is derained as a sequence and its middle frame shown; a single image is
-derained as a one-frame video, whose windows reflect it onto itself), first in full and then a 4x crop of its centre
-so that streaks are visible; the columns are the input and each model's output. Prints, per input and model, the mean
-absolute change in luma (levels) and the share of pixels changed by more than 2 levels, which show how much of the
-frame a model touches.
+derained as a one-frame video, whose windows reflect it onto itself), first in full and then a 4x crop so that
+streaks are visible (the centre by default; ``--region X,Y`` places the crop's top-left corner at these fractions of
+the frame, e.g. ``0,0`` for the dark roof of ``heavy-still.jpg``, where its streaks show best); the columns are the
+input and each model's output. Prints, per input and model, the mean absolute change in luma (levels) and the share
+of pixels changed by more than 2 levels, which show how much of the frame a model touches.
 """
 
 from __future__ import annotations
@@ -32,13 +33,19 @@ def load(item: Path, limit: int) -> np.ndarray:
     return np.asarray(Image.open(item).convert("RGB"))[None]
 
 
-def centre_crop(img: np.ndarray, scale: int = 4) -> np.ndarray:
-    """The centre 1/scale of an image, enlarged back by ``scale`` (nearest neighbour, so streaks stay sharp)."""
+def crop(img: np.ndarray, corner: tuple[float, float] | None = None, scale: int = 4) -> np.ndarray:
+    """A 1/scale crop of an image, enlarged back by ``scale`` (nearest neighbour, so streaks stay sharp).
+
+    ``corner`` is its top-left corner as fractions (x, y) of the image's size; None centres the crop.
+    """
     h, w = img.shape[:2]
     ch, cw = h // scale, w // scale
-    y, x = (h - ch) // 2, (w - cw) // 2
-    crop = img[y : y + ch, x : x + cw]
-    return np.repeat(np.repeat(crop, scale, axis=0), scale, axis=1)
+    if corner is None:
+        y, x = (h - ch) // 2, (w - cw) // 2
+    else:
+        x, y = min(round(corner[0] * w), w - cw), min(round(corner[1] * h), h - ch)
+    part = img[y : y + ch, x : x + cw]
+    return np.repeat(np.repeat(part, scale, axis=0), scale, axis=1)
 
 
 def main() -> None:
@@ -49,7 +56,18 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=15, help="frames of a sequence to derain (middle one shown)")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "images" / "real_rain.png")
     parser.add_argument("--width", type=int, default=360, help="width of one tile in the sheet")
+    parser.add_argument(
+        "--region", help="X,Y: the 4x crop's top-left corner as fractions of the frame (default: centre)"
+    )
     args = parser.parse_args()
+    corner = None
+    if args.region:
+        try:
+            corner = tuple(float(v) for v in args.region.split(","))
+        except ValueError:
+            corner = ()
+        if len(corner) != 2 or not all(0.0 <= v <= 1.0 for v in corner):
+            parser.error(f"--region takes two fractions X,Y in [0, 1], got {args.region!r}")
     names = [w.strip() for w in args.weights.split(",") if w.strip()]
     derainers = {name: Derainer(weights=name, device="cpu") for name in names}
     items = sorted(p for p in args.real.iterdir() if p.is_dir() or p.suffix.lower() in (".jpg", ".jpeg", ".png"))
@@ -67,7 +85,8 @@ def main() -> None:
             )
             outputs.append((Path(name).stem, out))
         rows.append([(f"{item.name}: {label}", img) for label, img in outputs])
-        rows.append([(f"{item.name} (centre, 4x): {label}", centre_crop(img)) for label, img in outputs])
+        where = "centre" if corner is None else f"at {args.region}"
+        rows.append([(f"{item.name} ({where}, 4x): {label}", crop(img, corner)) for label, img in outputs])
     tiles = [[(label, Image.fromarray(img)) for label, img in row] for row in rows]
     w = args.width
     heights = [max(round(im.height * w / im.width) for _, im in row) for row in tiles]
