@@ -7,7 +7,8 @@
 #                (.scenes and .whl are listed in .git/info/exclude)
 #   device run:  bash benchmarks/gpu_train_small.sh    with carry [".whl", ".scenes"], timeout_s about 600
 # BUDGET (seconds, default 480) bounds the training; if it runs out first, the latest checkpoint's weights are saved.
-# STEPS overrides train.stage2_steps (e.g. STEPS=20 for a smoke test).
+# STEPS overrides train.stage2_steps (e.g. STEPS=20 for a smoke test); EXTRA adds dotted overrides (space-separated,
+# e.g. EXTRA="data.still=0.25" for one-frame clips, docs/data.md).
 set -uo pipefail
 OUT=${OUT:-runs/gpu-out}
 mkdir -p "$OUT"
@@ -16,6 +17,7 @@ export PYTHONPATH=/tmp/site:$PWD/src PYTHONUNBUFFERED=1 ESTINET_DATA_ROOT=$PWD/.
 RUN=${RUN:-/tmp/small-realrain}
 extra=()
 if [ -n "${STEPS:-}" ]; then extra+=("train.stage2_steps=$STEPS"); fi
+if [ -n "${EXTRA:-}" ]; then read -r -a more <<< "$EXTRA"; extra+=("${more[@]}"); fi
 nvidia-smi -L > "$OUT/gpu.txt" 2>&1
 timeout "${BUDGET:-480}" python3 -m estinet.train --config configs/small-realrain.yaml --out "$RUN" \
     train.progress=false "${extra[@]}" > "$OUT/train.log" 2>&1
