@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -65,7 +66,7 @@ def _xcorr_peak(a: np.ndarray, b: np.ndarray) -> tuple[tuple[int, int], float]:
 
 
 def test_presets_exist_and_validate() -> None:
-    assert set(PRESETS) == {"light", "heavy", "ntu", "realistic-light", "realistic-heavy", "storm"}
+    assert set(PRESETS) == {"light", "heavy", "ntu", "realistic-light", "realistic-heavy", "downpour", "storm"}
     for name in PRESETS:
         assert get_preset(name) is PRESETS[name]
 
@@ -229,6 +230,20 @@ def test_heavy_has_more_rain_than_light() -> None:
         cover[name] = (alpha > 0.05).mean()
     assert cover["heavy"] > 1.5 * cover["light"]
     assert cover["heavy"] > cover["ntu"]
+
+
+def test_downpour_is_a_field_of_fainter_shorter_streaks_than_realistic_heavy() -> None:
+    clip = np.full((2, 120, 160, 3), 0.3, np.float32)
+    layers = {}
+    for name in ("realistic-heavy", "downpour"):
+        params = replace(get_preset(name), haze=0.0, splash_density=0.0)  # the streaks alone
+        layers[name] = RainRenderer(params, 120, 160, seed=0).render_clip(clip)[1]
+    heavy, downpour = layers["realistic-heavy"], layers["downpour"]
+    assert (downpour > 0.02).mean() >= 0.9  # streaks over the whole frame
+    assert np.percentile(downpour, 90) < 0.85 * np.percentile(heavy, 90)  # each fainter
+    p_heavy, p_down = get_preset("realistic-heavy"), get_preset("downpour")
+    assert p_down.fall_speed * p_down.exposure < 0.5 * p_heavy.fall_speed * p_heavy.exposure  # shorter
+    assert p_down.density > 3 * p_heavy.density  # many more
 
 
 def test_density_scales_coverage() -> None:

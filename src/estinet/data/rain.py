@@ -314,6 +314,32 @@ PRESETS: dict[str, RainParams] = {
         splash_density=300.0,
         splash_opacity=0.35,
     ),
+    # A downpour as a fast camera sees it (`heavy-still.jpg`): a dense field of short, thin, faint streaks, slanted
+    # by wind, over the whole frame, with a veil; each streak is barely visible, together they are a texture.
+    "downpour": RainParams(
+        num_layers=4,
+        density=25000.0,
+        density_depth_exponent=0.8,
+        depth_range=(1.0, 5.0),
+        fall_speed=22.0,
+        speed_jitter=0.2,
+        exposure=1.0,
+        streak_width=0.5,
+        min_width=0.3,
+        opacity=0.22,
+        opacity_depth_exponent=0.5,
+        opacity_jitter=0.4,
+        blur=0.4,
+        taper=0.4,
+        wind_angle=28.0,
+        angle_jitter=3.0,
+        layer_angle_spread=4.0,
+        size_jitter=0.3,
+        env_gain=0.9,
+        env_bias=0.3,
+        haze=0.1,
+        haze_gradient=0.8,
+    ),
     # A storm: denser, longer and more slanted rain, a thick veil, splashes and drops on the lens.
     "storm": RainParams(
         num_layers=5,
