@@ -5,9 +5,9 @@ Package clips never used in training (``estinet.data.sources.heldout_sources``: 
 ``light`` and ``heavy`` use the mixed camera (static, pan or hand-held per clip); ``pan`` and ``handheld`` are the
 moving-camera clips (mixed rain presets) on which ghosting shows as a low background PSNR; ``static`` is the same
 clips and rain with the camera still, the reference that isolates what camera motion costs (:func:`ghosting_gaps`);
-``realistic-light``, ``realistic-heavy`` and ``storm`` are the second-generation rain presets (mixed camera);
-``still`` is the ``static`` clips with every frame derained alone, as a one-frame video (a photograph, or a frame whose
-neighbours cannot be aligned): what a model removes from a single frame.
+``realistic-light``, ``realistic-heavy``, ``storm`` and ``downpour`` are the second-generation rain presets (mixed
+camera); ``still`` is the ``static`` clips with every frame derained alone, as a one-frame video (a photograph, or a
+frame whose neighbours cannot be aligned): what a model removes from a single frame.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ BENCHMARKS: dict[str, dict[str, str]] = {
     "realistic-light": {"rain": "realistic-light", "camera": "mixed"},
     "realistic-heavy": {"rain": "realistic-heavy", "camera": "mixed"},
     "storm": {"rain": "storm", "camera": "mixed"},
+    "downpour": {"rain": "downpour", "camera": "mixed"},
     # every frame alone (a one-frame video each)
     "still": {"rain": "light,heavy,ntu", "camera": "static", "frames": "one"},
 }
