@@ -8,7 +8,9 @@ derained as a one-frame video, whose windows reflect it onto itself), first in f
 streaks are visible (the centre by default; ``--region X,Y`` places the crop's top-left corner at these fractions of
 the frame, e.g. ``0,0`` for the dark roof of ``heavy-still.jpg``, where its streaks show best); the columns are the
 input and each model's output. Prints, per input and model, the mean absolute change in luma (levels) and the share
-of pixels changed by more than 2 levels, which show how much of the frame a model touches.
+of pixels changed by more than 2 levels, which show how much of the frame a model touches, and the mean of the
+top-hat rain layer (``estinet.data.rain_stats.rain_layer_tophat``: luma above a 7x7 grey opening, bright thin
+structure such as streaks) of the input and of the output, which shows how much of the streaks is left.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from estinet import Derainer
+from estinet.data.rain_stats import rain_layer_tophat
 from estinet.metrics import rgb_to_y
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -76,12 +79,14 @@ def main() -> None:
         frames = load(item, args.frames)
         mid = len(frames) // 2
         outputs = [("input", frames[mid])]
+        streaks_in = rain_layer_tophat(frames[mid]).mean()
         for name, derainer in derainers.items():
             out = list(derainer.derain_frames(iter(frames)))[mid]
             change = np.abs(rgb_to_y(out) - rgb_to_y(frames[mid]))
             print(
                 f"{item.name} {Path(name).stem}: mean |change| {change.mean():.2f} levels, "
-                f"{100 * (change > 2).mean():.1f}% of pixels changed by more than 2 levels"
+                f"{100 * (change > 2).mean():.1f}% of pixels changed by more than 2 levels, "
+                f"top-hat rain layer {streaks_in:.2f} -> {rain_layer_tophat(out).mean():.2f} levels"
             )
             outputs.append((Path(name).stem, out))
         rows.append([(f"{item.name}: {label}", img) for label, img in outputs])
