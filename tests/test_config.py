@@ -177,6 +177,12 @@ def test_rain_gate_needs_estm_and_the_new_data_options_are_probabilities() -> No
     assert not preset_config("estinet", "paper").rain_gate  # the paper's model stays as it was
     with pytest.raises(ConfigError, match="rain_gate needs ESTM"):
         preset_config("sicm-stim-5", "tiny", rain_gate=True)
-    for key in ("data.compression=1.5", "data.scene_motion=-1", "data.still=1.5", "train.background_weight=-2"):
+    for key in (
+        "data.compression=1.5",
+        "data.scene_motion=-1",
+        "data.still=1.5",
+        "train.background_weight=-2",
+        "train.detail_weight=-1",
+    ):
         with pytest.raises(ConfigError):
             apply_overrides(ExperimentConfig(), [key])

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from estinet.losses import DerainLoss, border_mask, derain_loss, masked_mse
+from estinet.losses import DerainLoss, border_mask, derain_loss, high_pass, masked_mse
 from estinet.models.motion import align_to_centre
 
 
@@ -123,6 +123,33 @@ def test_background_term_counts_only_pixels_the_rain_left_alone() -> None:
     torch.testing.assert_close(c.total - d.total, torch.tensor(5.0 * 0.01))
     with pytest.raises(ValueError, match="needs the rainy frames"):
         derain_loss(coarse, refined, clean, centre=2, background_weight=1.0)
+
+
+def test_high_pass_is_the_image_minus_its_local_mean() -> None:
+    flat = torch.full((1, 3, 9, 11), 0.4)
+    torch.testing.assert_close(high_pass(flat), torch.zeros_like(flat))  # borders too: the mean is over the image
+    x = torch.rand(2, 3, 9, 11)
+    y = high_pass(x)
+    assert y.shape == x.shape
+    # an interior pixel: itself minus the mean of its 5x5 window
+    torch.testing.assert_close(y[1, 2, 4, 5], x[1, 2, 4, 5] - x[1, 2, 2:7, 3:8].mean())
+    # a corner: the window is cut by the image (3x3 of it inside)
+    torch.testing.assert_close(y[0, 0, 0, 0], x[0, 0, 0, 0] - x[0, 0, :3, :3].mean())
+
+
+def test_detail_term_weighs_a_thin_streak_more_than_a_veil_of_the_same_energy() -> None:
+    clean = torch.full((1, 5, 3, 16, 16), 0.3)
+    coarse = clean.clone()
+    streak = clean[:, 2].clone()
+    streak[..., :, 7] += 0.2  # a one-pixel line left in the output
+    veil = clean[:, 2] + 0.2 / 4  # a uniform veil with the same plain MSE
+    plain = [derain_loss(coarse, r, clean, centre=2).total for r in (streak, veil)]
+    torch.testing.assert_close(plain[0], plain[1])
+    detail = [derain_loss(coarse, r, clean, centre=2, detail_weight=1.0).total for r in (streak, veil)]
+    torch.testing.assert_close(detail[1], plain[1])  # a veil has no fine detail
+    assert detail[0] > plain[0] * 1.5  # most of a thin line is fine detail
+    want = masked_mse(high_pass(streak), high_pass(clean[:, 2]))
+    torch.testing.assert_close(detail[0] - plain[0], want)
 
 
 def test_gate_term_is_the_cross_entropy_against_the_pixels_the_rain_changed() -> None:

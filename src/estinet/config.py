@@ -478,6 +478,8 @@ class TrainConfig:
             over pixels the rain left alone; 0 is the paper's loss).
         gate_weight: weight of the rain gate's cross-entropy against the pixels the rain changed (needs
             ``model.rain_gate``; :func:`estinet.losses.derain_loss`).
+        detail_weight: weight of the fine-detail term inside L_EST (the MSE of the refined and clean frames minus
+            their 5x5 local means, :func:`estinet.losses.high_pass`; thin streaks weigh more there); 0 leaves it out.
         gate_lr_scale: the rain gate's learning rate is ``lr * gate_lr_scale`` (a gate added to trained weights starts
             from zero weights and must move much further than the rest).
         grad_clip: clip the global gradient norm to this value (0 switches clipping off).
@@ -507,6 +509,7 @@ class TrainConfig:
     alpha: float = 1.0
     background_weight: float = 0.0
     gate_weight: float = 0.0
+    detail_weight: float = 0.0
     gate_lr_scale: float = 1.0
     grad_clip: float = 0.0
     seed: int = 0
@@ -533,6 +536,7 @@ class TrainConfig:
         _coerce_float("train", self, "alpha", 0.0)
         _coerce_float("train", self, "background_weight", 0.0)
         _coerce_float("train", self, "gate_weight", 0.0)
+        _coerce_float("train", self, "detail_weight", 0.0)
         _coerce_float("train", self, "gate_lr_scale", 0.0, strict=True)
         _coerce_float("train", self, "grad_clip", 0.0)
         if self.min_lr > self.lr:

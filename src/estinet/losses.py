@@ -141,9 +141,10 @@ def derain_loss(
     gate_logits: Tensor | None = None,
     gate_weight: float = 0.0,
     rain_mask: Tensor | None = None,
+    detail_weight: float = 0.0,
 ) -> LossTerms:
     """ESTINet's loss: ``L_STI`` (stage 1) or ``L_STI + alpha * (L_EST + background_weight * L_BG + gate_weight *
-    L_GATE)`` (stage 2).
+    L_GATE + detail_weight * L_DETAIL)`` (stage 2).
 
     ``L_BG`` is the refined frame's MSE over the *background*: the pixels of the centre frame that the rain left
     alone, found as those where the rainy and the clean frame differ by at most :data:`BACKGROUND_TOLERANCE` in every
@@ -152,7 +153,9 @@ def derain_loss(
     what asks a gated ESTM (``model.rain_gate``) to close the gate where there is no rain. ``L_GATE`` supervises the
     gate itself: the binary cross-entropy of its logits against "not background" (1 where the rain changed the pixel).
     The background term alone teaches the gate slowly, because its gradient scales with the small residual a
-    rain-free pixel has; the cross-entropy does not.
+    rain-free pixel has; the cross-entropy does not. ``L_DETAIL`` is the MSE of the refined and the clean frame's
+    fine detail (:func:`high_pass`: each minus its 5x5 local mean): thin, faint streaks carry little of the plain MSE
+    next to a veil of haze, which a model then learns to lift first, but most of the error in the fine detail.
 
     Args:
         coarse: (B, T, 3, H, W) coarse frames.
@@ -170,6 +173,7 @@ def derain_loss(
         gate_weight: weight of ``L_GATE``.
         rain_mask: (B, 1, H, W) 0/1, the pixels of the centre frame the rain changed, when the data knows them (rendered
             rain, decided before compression); None derives the background from the pair as described above.
+        detail_weight: weight of ``L_DETAIL`` (0 leaves it out).
 
     Returns:
         :class:`LossTerms`.
@@ -192,7 +196,22 @@ def derain_loss(
                 raise ValueError("gate_weight > 0 needs the gate's logits (gate_logits=...); is model.rain_gate on?")
             wet = 1.0 - dry
             est = est + gate_weight * F.binary_cross_entropy_with_logits(gate_logits.float(), wet)
+    if detail_weight > 0:
+        est = est + detail_weight * masked_mse(high_pass(refined), high_pass(clean_c))
     return LossTerms(sti + alpha * est, sti, est)
+
+
+def high_pass(x: Tensor, size: int = 5) -> Tensor:
+    """Fine detail of images: each pixel minus the mean of its ``size`` x ``size`` neighbourhood (inside the image).
+
+    Args:
+        x: (B, C, H, W) images.
+        size: odd window size.
+
+    Returns:
+        (B, C, H, W); zero on constant images, the whole signal on detail finer than the window.
+    """
+    return x - F.avg_pool2d(x, size, stride=1, padding=size // 2, count_include_pad=False)
 
 
 def background_mask(rainy: Tensor, clean: Tensor) -> Tensor:

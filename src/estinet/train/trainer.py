@@ -295,6 +295,7 @@ class Trainer:
             gate_logits=self._gate_logits[-1] if self._gate_logits else None,
             gate_weight=self.config.train.gate_weight if self.stage.refine else 0.0,
             rain_mask=rain_mask,
+            detail_weight=self.config.train.detail_weight,
         )
         self.optimizer.zero_grad(set_to_none=True)
         self.last_lr = float(self.optimizer.param_groups[0]["lr"])
