@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from estinet.evaluate import input_predictor
 from estinet.inference import Derainer
 from heldout import BENCHMARKS, score
 
@@ -58,7 +59,7 @@ def darken_only(rainy: np.ndarray, out: np.ndarray) -> np.ndarray:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("weights", help="candidate weights (file or shipped name)")
+    parser.add_argument("weights", help="candidate weights (file or shipped name), or 'input' for the rainy input")
     parser.add_argument("--reference", default=str(ROOT / "docs/results/scores-tiny.json"), help="committed scores")
     parser.add_argument("--label", default="estinet tiny", help="the reference's row in that file")
     change = parser.add_mutually_exclusive_group()
@@ -71,12 +72,17 @@ def main() -> int:
     if unknown:
         parser.error(f"unknown columns {unknown}; the columns are {', '.join(BENCHMARKS)}")
     reference = json.loads(Path(args.reference).read_text())[args.label]
-    derainer = Derainer(args.weights, device="cpu")
-    predict = derainer.derain_frames
-    if args.soft_threshold > 0:
-        predict = adjusted(derainer, soft_threshold(args.soft_threshold))
-    elif args.darken_only:
-        predict = adjusted(derainer, darken_only)
+    if args.weights == "input":
+        if args.soft_threshold > 0 or args.darken_only:
+            parser.error("the rainy input has no residual to change; drop --soft-threshold / --darken-only")
+        predict = input_predictor
+    else:
+        derainer = Derainer(args.weights, device="cpu")
+        predict = derainer.derain_frames
+        if args.soft_threshold > 0:
+            predict = adjusted(derainer, soft_threshold(args.soft_threshold))
+        elif args.darken_only:
+            predict = adjusted(derainer, darken_only)
     for bench in columns:
         got, ref = score(predict, bench, "candidate"), reference.get(bench)
         psnr, bg = got["sequence_mean"]["psnr_y"], got.get("background_psnr_y")
