@@ -57,6 +57,13 @@ def darken_only(rainy: np.ndarray, out: np.ndarray) -> np.ndarray:
     return np.minimum(rainy, out)
 
 
+def compared(value: float, reference: float | None) -> str:
+    """``value`` (dB) beside the reference's and the difference, or a note that the reference has none."""
+    if reference is None:
+        return f"{value:6.2f} (reference not scored)"
+    return f"{value:6.2f} (reference {reference:6.2f}, {value - reference:+.2f})"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("weights", help="candidate weights (file or shipped name), or 'input' for the rainy input")
@@ -84,18 +91,11 @@ def main() -> int:
         elif args.darken_only:
             predict = adjusted(derainer, darken_only)
     for bench in columns:
-        got, ref = score(predict, bench, "candidate"), reference.get(bench)
-        psnr, bg = got["sequence_mean"]["psnr_y"], got.get("background_psnr_y")
-        if ref is None:  # a column newer than the reference's scores
-            line = f"{bench:16s} PSNR-Y {psnr:6.2f} (reference not scored)"
-            if bg is not None:
-                line += f"  background {bg:6.2f}"
-            print(line, flush=True)
-            continue
-        ref_psnr, ref_bg = ref["sequence_mean"]["psnr_y"], ref.get("background_psnr_y")
-        line = f"{bench:16s} PSNR-Y {psnr:6.2f} (reference {ref_psnr:6.2f}, {psnr - ref_psnr:+.2f})"
-        if bg is not None and ref_bg is not None:
-            line += f"  background {bg:6.2f} (reference {ref_bg:6.2f}, {bg - ref_bg:+.2f})"
+        got, ref = score(predict, bench, "candidate"), reference.get(bench, {})  # {}: a column newer than the reference
+        psnr, ref_psnr = got["sequence_mean"]["psnr_y"], ref.get("sequence_mean", {}).get("psnr_y")
+        line = f"{bench:16s} PSNR-Y {compared(psnr, ref_psnr)}"
+        if got.get("background_psnr_y") is not None:
+            line += f"  background {compared(got['background_psnr_y'], ref.get('background_psnr_y'))}"
         print(line, flush=True)
     return 0
 
