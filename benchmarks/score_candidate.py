@@ -1,10 +1,11 @@
 """Score candidate weights on the held-out benchmark against a shipped model's committed scores (one line per column).
 
 For training experiments: the same protocol as ``benchmarks/score_weights.py`` (``benchmarks/heldout.py``: 12 clips x
-9 frames per column, PSNR-Y sequence mean, background PSNR-Y on the pixels the renderer left rain-free), printed
-beside the reference's committed numbers. ``--soft-threshold T`` scores the candidate with its residual shrunk at
-inference (``out = rainy + r * max(0, |r| - T) / |r|`` per pixel, ``|r|`` the largest channel difference in 8-bit
-levels), a test of leaving small changes out.
+9 frames per column, PSNR-Y sequence mean, background PSNR-Y on the pixels the renderer left rain-free, the share of
+the rain's fine detail removed from its streaks; docs/metric_protocol.md), printed beside the reference's committed
+numbers. ``--soft-threshold T`` scores the candidate with its residual shrunk at inference (``out = rainy + r * max(0,
+|r| - T) / |r|`` per pixel, ``|r|`` the largest channel difference in 8-bit levels), a test of
+leaving small changes out.
 
     python benchmarks/score_candidate.py runs/tiny-realrain-attempt7/model.safetensors
     python benchmarks/score_candidate.py tiny --soft-threshold 2
@@ -57,11 +58,11 @@ def darken_only(rainy: np.ndarray, out: np.ndarray) -> np.ndarray:
     return np.minimum(rainy, out)
 
 
-def compared(value: float, reference: float | None) -> str:
-    """``value`` (dB) beside the reference's and the difference, or a note that the reference has none."""
+def compared(value: float, reference: float | None, unit: str = "") -> str:
+    """``value`` (dB, or ``unit``) beside the reference's and the difference, or a note that the reference has none."""
     if reference is None:
-        return f"{value:6.2f} (reference not scored)"
-    return f"{value:6.2f} (reference {reference:6.2f}, {value - reference:+.2f})"
+        return f"{value:6.2f}{unit} (reference not scored)"
+    return f"{value:6.2f}{unit} (reference {reference:6.2f}{unit}, {value - reference:+.2f})"
 
 
 def main() -> int:
@@ -96,6 +97,8 @@ def main() -> int:
         line = f"{bench:16s} PSNR-Y {compared(psnr, ref_psnr)}"
         if got.get("background_psnr_y") is not None:
             line += f"  background {compared(got['background_psnr_y'], ref.get('background_psnr_y'))}"
+        if got.get("streaks_removed") is not None:
+            line += f"  streaks removed {compared(got['streaks_removed'], ref.get('streaks_removed'), '%')}"
         print(line, flush=True)
     return 0
 

@@ -493,3 +493,65 @@ def test_bad_predictors_and_datasets(pairs: tuple[Path, Any, Any], tmp_path: Pat
         eval_main(f"video:{tmp_path / 'real'}", method="input", progress=False)
     with pytest.raises(ValueError, match="unknown dataset"):
         eval_main("nonsense", method="input", progress=False)
+
+
+def _streak_clip() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Two frames: a flat grey background, a bright 1-px vertical streak (+40 levels) in column 6, alpha on it."""
+    clean = np.full((2, 12, 14, 3), 90, np.uint8)
+    rainy = clean.copy()
+    rainy[:, 2:10, 6] += 40
+    alpha = np.zeros((2, 12, 14), np.float32)
+    alpha[:, 2:10, 6] = 0.4
+    return rainy, clean, alpha
+
+
+def _constant_predictor(outputs: np.ndarray) -> ev.Predictor:
+    def predict(frames: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+        for t, _ in enumerate(frames):
+            yield outputs[t]
+
+    return predict
+
+
+def test_streaks_removed_is_zero_for_the_input_and_100_for_the_ground_truth() -> None:
+    rainy, clean, alpha = _streak_clip()
+    data = _Clips([(rainy, clean, alpha)])
+    assert evaluate(input_predictor, data, progress=False).streaks_removed == pytest.approx(0.0, abs=1e-12)
+    assert evaluate(_constant_predictor(clean), data, progress=False).streaks_removed == pytest.approx(100.0)
+
+
+def test_streaks_removed_ignores_a_veil_and_counts_half_a_streak() -> None:
+    rainy, clean, alpha = _streak_clip()
+    data = _Clips([(rainy, clean, alpha)])
+    veil = rainy.copy()
+    veil[:] -= 10  # a uniform brightness change leaves the streak's fine detail where it was
+    report = evaluate(_constant_predictor(veil), data, progress=False)
+    assert report.streaks_removed == pytest.approx(0.0, abs=1e-9)
+    assert report.sequence_mean["psnr_y"] != evaluate(input_predictor, data, progress=False).sequence_mean["psnr_y"]
+    half = rainy.copy()
+    half[:, 2:10, 6] = 110  # the streak dimmed from +40 to +20 levels: a quarter of its energy is left
+    report = evaluate(_constant_predictor(half), data, progress=False)
+    assert report.streaks_removed == pytest.approx(75.0, rel=1e-9)
+    assert report.sequence_extras["crafted-0000"]["streaks_removed"] == report.streaks_removed
+    assert json.loads(report.to_json())["streaks_removed"] == report.streaks_removed
+    assert "75.0%" in report.to_markdown()
+
+
+def test_streaks_removed_is_none_without_rain_alpha_and_skips_frames_without_streaks() -> None:
+    rainy, clean, alpha = _streak_clip()
+    assert evaluate(input_predictor, _Clips([(rainy, clean, None)]), progress=False).streaks_removed is None
+    rainy[1] = clean[1]  # the second frame has no streak: it is left out, not counted as 0 or 100
+    alpha[1] = 0.0
+    half = rainy.copy()
+    half[0, 2:10, 6] = 110
+    report = evaluate(_constant_predictor(half), _Clips([(rainy, clean, alpha)]), progress=False)
+    assert report.streaks_removed == pytest.approx(75.0, rel=1e-9)
+    assert report.frame_mean_extras["streaks_removed"] == pytest.approx(75.0, rel=1e-9)
+
+
+def test_streak_high_pass_matches_the_training_loss_high_pass() -> None:
+    from estinet.losses import high_pass
+
+    y = np.random.default_rng(3).uniform(0, 255, (9, 13))
+    expected = high_pass(torch.from_numpy(y)[None, None]).numpy()[0, 0]
+    np.testing.assert_allclose(ev._high_pass(y), expected, rtol=1e-10, atol=1e-9)

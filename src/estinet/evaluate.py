@@ -27,19 +27,24 @@ then over sequences (sequence-mean) beside the mean over all frames (frame-mean)
 * **background PSNR-Y** (only for samples that carry the renderer's ``rain_alpha``): PSNR-Y over the pixels the
   renderer left rain-free (``alpha == 0``). A method that copies misaligned neighbours ("ghosting") or smooths the
   background scores low here even when it removes the rain.
+* **streaks removed** (only with ``rain_alpha``): how much of the rain's fine detail is gone, in percent. On the
+  streak pixels (rain present, ``alpha > 0``, and the rain's 5x5 high-pass ``hp(Y(rainy) - Y(gt))`` at least
+  :data:`STREAK_LEVELS` levels: a thin bright line above its surroundings), ``100 * (1 - sum(hp(Y(output) - Y(gt))^2)
+  / sum(hp(Y(rainy) - Y(gt))^2))``. 0 for the rainy input, 100 when the streaks are gone exactly; the high-pass
+  leaves out a veil or a global brightness change, so lifting haze alone scores near 0 although it gains PSNR.
 
-Both extras are averaged like the headline metrics (per frame, per sequence, then over sequences; frames without any
-rain-free pixel are left out of the background PSNR). The JSON report has this shape (extra top-level keys may
-follow)::
+The extras are averaged like the headline metrics (per frame, per sequence, then over sequences; frames without any
+rain-free pixel are left out of the background PSNR, frames without a streak pixel out of the streak score). The JSON
+report has this shape (extra top-level keys may follow)::
 
     {"sequences": {NAME: {"frames": N, "psnr_y": .., "ssim_y": .., "psnr_rgb": .., "ssim_rgb": ..}, ...},
      "sequence_mean": {"psnr_y": .., "ssim_y": .., "psnr_rgb": .., "ssim_rgb": ..},
      "frame_mean": {"psnr_y": .., "ssim_y": .., "psnr_rgb": .., "ssim_rgb": ..},
      "fps": ..,
      "method": .., "dataset": .., "skip_ends": K, "frames_processed": .., "method_seconds": ..,
-     "background_psnr_y": .. or null, "brightness_bias": ..,
-     "sequence_extras": {NAME: {"background_psnr_y": .. or null, "brightness_bias": ..}},
-     "frame_mean_extras": {"background_psnr_y": .. or null, "brightness_bias": ..},
+     "background_psnr_y": .. or null, "brightness_bias": .., "streaks_removed": .. or null,
+     "sequence_extras": {NAME: {"background_psnr_y": .. or null, "brightness_bias": .., "streaks_removed": ..}},
+     "frame_mean_extras": {"background_psnr_y": .. or null, "brightness_bias": .., "streaks_removed": ..},
      "protocol": {...}}
 """
 
@@ -100,8 +105,11 @@ __all__ = [
 METHODS: tuple[str, ...] = ("model", "input", "median")
 """Values of ``method`` understood by :func:`make_predictor` and :func:`evaluate_dataset`."""
 
-EXTRA_NAMES: tuple[str, ...] = ("background_psnr_y", "brightness_bias")
+EXTRA_NAMES: tuple[str, ...] = ("background_psnr_y", "brightness_bias", "streaks_removed")
 """Per-frame extras reported beside the protocol metrics (see the module docstring)."""
+
+STREAK_LEVELS = 4.0
+"""Least rain high-pass (8-bit levels of Y) that makes a rainy pixel a streak pixel for ``streaks_removed``."""
 
 CSV_COLUMNS: tuple[str, ...] = ("sequence", "frames", *METRIC_NAMES, *EXTRA_NAMES)
 """Header of the CSV report; the last two rows are named ``sequence_mean`` and ``frame_mean``."""
@@ -430,10 +438,13 @@ class EvalReport:
         frames_processed: Frames the predictor produced (including the ones ``skip_ends`` leaves unscored).
         method_seconds: Seconds spent inside the predictor.
         skip_ends: Frames dropped at each end of every sequence.
-        sequence_extras: ``{name: {"background_psnr_y": dB or None, "brightness_bias": levels}}``.
+        sequence_extras: ``{name: {"background_psnr_y": dB or None, "brightness_bias": levels,
+            "streaks_removed": percent or None}}``.
         background_psnr_y: Sequence-mean background PSNR-Y (dB), None without ``rain_alpha``.
         brightness_bias: Sequence-mean of ``mean(Y(output) - Y(gt))`` in 8-bit levels.
-        frame_mean_extras: The two extras averaged over all frames.
+        streaks_removed: Sequence-mean share of the rain's fine detail removed (percent), None without
+            ``rain_alpha`` (see the module docstring).
+        frame_mean_extras: The extras averaged over all frames.
         method: Method name, for the report.
         dataset: Dataset spec, for the report.
     """
@@ -448,6 +459,7 @@ class EvalReport:
     sequence_extras: dict[str, dict[str, float | None]] = field(default_factory=dict)
     background_psnr_y: float | None = None
     brightness_bias: float | None = None
+    streaks_removed: float | None = None
     frame_mean_extras: dict[str, float | None] = field(default_factory=dict)
     method: str | None = None
     dataset: str | None = None
@@ -466,10 +478,14 @@ class EvalReport:
             "method_seconds": self.method_seconds,
             "background_psnr_y": self.background_psnr_y,
             "brightness_bias": self.brightness_bias,
+            "streaks_removed": self.streaks_removed,
             "sequence_extras": {name: dict(row) for name, row in self.sequence_extras.items()},
             "frame_mean_extras": dict(self.frame_mean_extras),
             "protocol": _protocol(self.skip_ends),
         }
+
+    def _sequence_extras(self) -> dict[str, float | None]:
+        return {name: getattr(self, name) for name in EXTRA_NAMES}
 
     def to_json(self) -> str:
         """The report as indented JSON text (strict: no NaN or infinity)."""
@@ -486,7 +502,7 @@ class EvalReport:
         for name, row in self.sequences.items():
             extras = self.sequence_extras.get(name, {})
             rows.append({"sequence": name, **row, **{k: extras.get(k) for k in EXTRA_NAMES}})
-        seq_extras = {"background_psnr_y": self.background_psnr_y, "brightness_bias": self.brightness_bias}
+        seq_extras = self._sequence_extras()
         rows.append({"sequence": "sequence_mean", "frames": total, **self.sequence_mean, **seq_extras})
         frame_extras = {k: self.frame_mean_extras.get(k) for k in EXTRA_NAMES}
         rows.append({"sequence": "frame_mean", "frames": total, **self.frame_mean, **frame_extras})
@@ -509,7 +525,7 @@ class EvalReport:
         """A per-sequence Markdown table with the two means, the protocol line under it, then the speed."""
         extras = self.background_psnr_y is not None
         head = ["sequence", "frames", "PSNR-Y", "SSIM-Y", "PSNR-RGB", "SSIM-RGB"]
-        head += ["bg PSNR-Y", "bias Y"] if extras else ["bias Y"]
+        head += ["bg PSNR-Y", "bias Y", "streaks removed"] if extras else ["bias Y"]
         lines = ["| " + " | ".join(head) + " |", "|" + "|".join([":---"] + ["---:"] * (len(head) - 1)) + "|"]
 
         def cells(name: str, frames: int, metrics: dict[str, float], ext: dict[str, float | None]) -> str:
@@ -526,12 +542,15 @@ class EvalReport:
                 values.append("n/a" if bg is None else f"{bg:.2f}")
             bias = ext.get("brightness_bias")
             values.append("n/a" if bias is None else f"{bias:+.2f}")
+            if extras:
+                streaks = ext.get("streaks_removed")
+                values.append("n/a" if streaks is None else f"{streaks:.1f}%")
             return "| " + " | ".join(values) + " |"
 
         for name, row in self.sequences.items():
             lines.append(cells(_md_escape(name), int(row["frames"]), row, self.sequence_extras.get(name, {})))
         total = sum(int(row["frames"]) for row in self.sequences.values())
-        seq_ext = {"background_psnr_y": self.background_psnr_y, "brightness_bias": self.brightness_bias}
+        seq_ext = self._sequence_extras()
         lines.append(cells(f"**sequence mean** ({len(self.sequences)} seq.)", total, self.sequence_mean, seq_ext))
         lines.append(cells("**frame mean**", total, self.frame_mean, self.frame_mean_extras))
         lines.append("")
@@ -545,7 +564,8 @@ class EvalReport:
         if extras:
             lines.append(
                 "bg PSNR-Y: PSNR-Y over the pixels the rain renderer left rain-free (alpha = 0). "
-                "bias Y: mean Y(output) - Y(ground truth) in 8-bit levels."
+                "bias Y: mean Y(output) - Y(ground truth) in 8-bit levels. "
+                "streaks removed: share of the rain's 5x5 high-pass energy gone on the streak pixels."
             )
         else:
             lines.append("bias Y: mean Y(output) - Y(ground truth) in 8-bit levels.")
@@ -581,23 +601,64 @@ def _mean(values: Sequence[float]) -> float | None:
     return float(np.mean(np.asarray(values, dtype=np.float64))) if values else None
 
 
+def _high_pass(y: np.ndarray, size: int = 5) -> np.ndarray:
+    """(H, W) float64 minus its ``size`` x ``size`` local mean (inside the image), as ``estinet.losses.high_pass``."""
+    pad = size // 2
+    ones = np.pad(np.ones_like(y), pad)
+    padded = np.pad(y, pad)
+    h, w = y.shape
+
+    def box(a: np.ndarray) -> np.ndarray:
+        c = np.cumsum(np.cumsum(np.pad(a, ((1, 0), (1, 0))), 0), 1)
+        return c[size:, size:] - c[:-size, size:] - c[size:, :-size] + c[:-size, :-size]
+
+    return y - box(padded)[:h, :w] / box(ones)[:h, :w]
+
+
+def streak_energy(pred: np.ndarray, gt: np.ndarray, rainy: np.ndarray, alpha: np.ndarray) -> tuple[float, float]:
+    """The rain's fine detail on the streak pixels of one frame: (left in the output, in the rainy input).
+
+    Args:
+        pred: uint8 (H, W, 3) output.
+        gt: uint8 (H, W, 3) ground truth.
+        rainy: uint8 (H, W, 3) rainy input.
+        alpha: (H, W) rain opacity of the renderer.
+
+    Returns:
+        ``(sum(hp(Y(pred) - Y(gt))^2), sum(hp(Y(rainy) - Y(gt))^2))`` over the streak pixels (``alpha > 0`` and
+        ``hp(Y(rainy) - Y(gt)) >= STREAK_LEVELS``); ``(0, 0)`` when the frame has none.
+    """
+    y_gt = rgb_to_y(gt)
+    rain = _high_pass(rgb_to_y(rainy) - y_gt)
+    mask = (np.asarray(alpha) > 0) & (rain >= STREAK_LEVELS)
+    if not mask.any():
+        return 0.0, 0.0
+    left = _high_pass(rgb_to_y(pred) - y_gt)
+    return float(np.sum(left[mask] ** 2)), float(np.sum(rain[mask] ** 2))
+
+
 class _Extras:
-    """Per-frame brightness bias and background PSNR-Y, aggregated like the protocol metrics."""
+    """Per-frame brightness bias, background PSNR-Y and streaks removed, aggregated like the protocol metrics."""
 
     def __init__(self) -> None:
         self.bias: dict[str, list[float]] = {}
         self.background: dict[str, list[float]] = {}
+        self.streaks: dict[str, list[float]] = {}
         self.has_alpha = False
 
-    def add(self, sequence: str, pred: np.ndarray, gt: np.ndarray, alpha: np.ndarray | None) -> None:
+    def add(self, sequence: str, pred: np.ndarray, gt: np.ndarray, alpha: np.ndarray | None, rainy: np.ndarray) -> None:
         diff = rgb_to_y(pred) - rgb_to_y(gt)  # (H, W) float64, 8-bit levels
         self.bias.setdefault(sequence, []).append(float(diff.mean()))
         self.background.setdefault(sequence, [])
+        self.streaks.setdefault(sequence, [])
         if alpha is None:
             return
         self.has_alpha = True
         if alpha.shape != diff.shape:
             raise EvalError(f"sequence {sequence!r}: rain_alpha has shape {alpha.shape}, frames are {diff.shape}")
+        left, rain = streak_energy(pred, gt, rainy, alpha)
+        if rain > 0:
+            self.streaks[sequence].append(100.0 * (1.0 - left / rain))
         dry = alpha == 0
         if not dry.any():
             return  # no rain-free pixel in this frame: it cannot contribute to the background PSNR
@@ -605,28 +666,36 @@ class _Extras:
         value = PSNR_CAP_DB if mse == 0 else min(10.0 * math.log10(255.0**2 / mse), PSNR_CAP_DB)
         self.background[sequence].append(value)
 
+    def _with_alpha(self, values: list[float]) -> float | None:
+        return _mean(values) if self.has_alpha else None
+
     def per_sequence(self) -> dict[str, dict[str, float | None]]:
         return {
             name: {
-                "background_psnr_y": _mean(self.background[name]) if self.has_alpha else None,
+                "background_psnr_y": self._with_alpha(self.background[name]),
                 "brightness_bias": _mean(self.bias[name]),
+                "streaks_removed": self._with_alpha(self.streaks[name]),
             }
             for name in self.bias
         }
 
     def sequence_mean(self) -> dict[str, float | None]:
         rows = self.per_sequence().values()
-        bg = [r["background_psnr_y"] for r in rows if r["background_psnr_y"] is not None]
         return {
-            "background_psnr_y": _mean(bg) if self.has_alpha else None,  # type: ignore[arg-type]
+            "background_psnr_y": self._with_alpha(
+                [r["background_psnr_y"] for r in rows if r["background_psnr_y"] is not None]
+            ),  # type: ignore[misc]
             "brightness_bias": _mean([r["brightness_bias"] for r in rows]),  # type: ignore[misc]
+            "streaks_removed": self._with_alpha(
+                [r["streaks_removed"] for r in rows if r["streaks_removed"] is not None]
+            ),  # type: ignore[misc]
         }
 
     def frame_mean(self) -> dict[str, float | None]:
-        bg = [v for values in self.background.values() for v in values]
         return {
-            "background_psnr_y": _mean(bg) if self.has_alpha else None,
+            "background_psnr_y": self._with_alpha([v for values in self.background.values() for v in values]),
             "brightness_bias": _mean([v for values in self.bias.values() for v in values]),
+            "streaks_removed": self._with_alpha([v for values in self.streaks.values() for v in values]),
         }
 
 
@@ -719,6 +788,7 @@ def evaluate(
         sequence_extras=extras.per_sequence(),
         background_psnr_y=extra_mean["background_psnr_y"],
         brightness_bias=extra_mean["brightness_bias"],
+        streaks_removed=extra_mean["streaks_removed"],
         frame_mean_extras=extras.frame_mean(),
         method=method,
         dataset=dataset_name,
@@ -785,7 +855,7 @@ def _run_sequence(
                     pred = torch.from_numpy(np.ascontiguousarray(out)).to(metric_device)  # type: ignore[assignment]
                     gt = torch.from_numpy(np.ascontiguousarray(frame.clean)).to(metric_device)  # type: ignore[assignment]
                 acc.add_metrics(seq.name, frame_metrics(pred, gt), index=t)
-                extras.add(seq.name, out, frame.clean, frame.alpha)
+                extras.add(seq.name, out, frame.clean, frame.alpha, frame.rainy)
             t += 1
             bar.update(1)
         if t != seq.num_frames:
