@@ -7,7 +7,9 @@ moving-camera clips (mixed rain presets) on which ghosting shows as a low backgr
 clips and rain with the camera still, the reference that isolates what camera motion costs (:func:`ghosting_gaps`);
 ``realistic-light``, ``realistic-heavy``, ``storm`` and ``downpour`` are the second-generation rain presets (mixed
 camera); ``still`` is the ``static`` clips with every frame derained alone, as a one-frame video (a photograph, or a
-frame whose neighbours cannot be aligned): what a model removes from a single frame.
+frame whose neighbours cannot be aligned): what a model removes from a single frame; ``still-downpour`` the same with
+the ``downpour`` preset, the closest to the real heavy rain of ``../shared/data/real-rain/heavy-still.jpg``, and
+``still-downpour-compressed`` those frames through a lossy codec first, as every real frame has been.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import numpy as np
 
 from estinet.evaluate import Predictor, evaluate, open_eval_dataset
 
-BENCHMARKS: dict[str, dict[str, str]] = {
+BENCHMARKS: dict[str, dict[str, Any]] = {
     "light": {"rain": "light", "camera": "mixed"},
     "heavy": {"rain": "heavy", "camera": "mixed"},
     "pan": {"rain": "light,heavy,ntu", "camera": "pan"},
@@ -32,6 +34,10 @@ BENCHMARKS: dict[str, dict[str, str]] = {
     "downpour": {"rain": "downpour", "camera": "mixed"},
     # every frame alone (a one-frame video each)
     "still": {"rain": "light,heavy,ntu", "camera": "static", "frames": "one"},
+    # the downpour (dense, thin, faint streaks, like ../shared/data/real-rain/heavy-still.jpg) in one frame, exact and
+    # through a lossy codec as every real frame is (JPEG or H.264 at a seeded random quality, input and target alike)
+    "still-downpour": {"rain": "downpour", "camera": "static", "frames": "one"},
+    "still-downpour-compressed": {"rain": "downpour", "camera": "static", "frames": "one", "compression": 1.0},
 }
 MOVING = ("pan", "handheld")
 CLIPS, FRAMES, CROP, SEED = 12, 9, 224, 2021
@@ -54,7 +60,13 @@ def score(predictor: Predictor, bench: str, name: str) -> dict[str, Any]:
     if spec.get("frames") == "one":
         predictor = one_at_a_time(predictor)
     dataset = open_eval_dataset(
-        f"synthetic:{spec['rain']}", clips=CLIPS, clip_frames=FRAMES, crop=CROP, seed=SEED, camera=spec["camera"]
+        f"synthetic:{spec['rain']}",
+        clips=CLIPS,
+        clip_frames=FRAMES,
+        crop=CROP,
+        seed=SEED,
+        camera=spec["camera"],
+        compression=spec.get("compression", 0.0),
     )
     return evaluate(predictor, dataset, progress=False, method=name, dataset_name=f"heldout-{bench}").to_dict()
 

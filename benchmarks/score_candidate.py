@@ -91,10 +91,11 @@ def main() -> int:
             predict = adjusted(derainer, soft_threshold(args.soft_threshold))
         elif args.darken_only:
             predict = adjusted(derainer, darken_only)
+    width = max(len(c) for c in columns)
     for bench in columns:
         got, ref = score(predict, bench, "candidate"), reference.get(bench, {})  # {}: a column newer than the reference
         psnr, ref_psnr = got["sequence_mean"]["psnr_y"], ref.get("sequence_mean", {}).get("psnr_y")
-        line = f"{bench:16s} PSNR-Y {compared(psnr, ref_psnr)}"
+        line = f"{bench:{width}s} PSNR-Y {compared(psnr, ref_psnr)}"
         if got.get("background_psnr_y") is not None:
             line += f"  background {compared(got['background_psnr_y'], ref.get('background_psnr_y'))}"
         if got.get("streaks_removed") is not None:

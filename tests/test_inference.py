@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
@@ -24,6 +25,7 @@ from estinet.inference import (
     resolve_device,
     tile_spans,
 )
+from estinet.inference.video import SingleFrameWarning
 from estinet.models import build_model
 from estinet.models.estinet import ESTINet
 from estinet.models.motion import pair_displacements
@@ -252,12 +254,15 @@ def test_odd_sized_frame_folder_to_folder_and_image_to_image(tmp_path: Path) -> 
     folder = tmp_path / "frames"
     write_video(folder, list(to_uint8(moving(3, 37, 53))), 25)
     derainer = Derainer(tiny_model(), device="cpu")
-    derainer.derain_video(folder, tmp_path / "clean", progress=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SingleFrameWarning)  # three frames: no single-frame warning
+        derainer.derain_video(folder, tmp_path / "clean", progress=False)
     assert read_all(tmp_path / "clean").shape == (3, 37, 53, 3)
     derainer.derain_video(folder, tmp_path / "clean.mp4", progress=False)  # H.264 needs even sizes: padded, cropped
     with open_frames(tmp_path / "clean.mp4") as video:
         assert (video.width, video.height, len(list(video))) == (53, 37, 3)
-    derainer.derain_video(tmp_path / "clean" / "00000001.png", tmp_path / "one.png", progress=False)
+    with pytest.warns(SingleFrameWarning, match="single frame"):
+        derainer.derain_video(tmp_path / "clean" / "00000001.png", tmp_path / "one.png", progress=False)
     assert read_all(tmp_path / "one.png").shape == (1, 37, 53, 3)
     with pytest.raises(DerainError, match="image"):
         derainer.derain_video(folder, tmp_path / "many.png", progress=False)

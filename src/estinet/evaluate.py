@@ -887,6 +887,7 @@ def open_eval_dataset(
     crop: int | tuple[int, int] = 224,
     seed: int = 0,
     camera: str = "mixed",
+    compression: float = 0.0,
 ) -> Any:
     """Open a ``KIND:PATH`` dataset for evaluation (full frames, no augmentation).
 
@@ -904,6 +905,8 @@ def open_eval_dataset(
         crop: Synthetic frame size, an int or (h, w).
         seed: Seed of the synthetic clips and rain.
         camera: Synthetic camera motion (``mixed``, ``static``, ``pan``, ``handheld``).
+        compression: Share of the synthetic clips passed through a lossy codec (JPEG or H.264 at a seeded random
+            quality, the rainy and the clean clip alike, as in training: ``SyntheticRain(compression=...)``).
 
     Returns:
         The dataset, ready for :func:`evaluate`.
@@ -937,6 +940,7 @@ def open_eval_dataset(
         train=False,
         flip=False,
         camera=camera,
+        compression=compression,
     )
 
 

@@ -12,6 +12,7 @@ import queue
 import shutil
 import threading
 import time
+import warnings
 from collections import deque
 from collections.abc import Callable, Iterator
 from fractions import Fraction
@@ -27,7 +28,11 @@ if TYPE_CHECKING:
     from estinet.data.video_io import FrameSink
     from estinet.inference.derainer import Derainer
 
-__all__ = ["BackgroundReader", "BackgroundWriter", "derain_main", "derain_video", "report"]
+__all__ = ["BackgroundReader", "BackgroundWriter", "SingleFrameWarning", "derain_main", "derain_video", "report"]
+
+
+class SingleFrameWarning(UserWarning):
+    """A one-frame input (an image): the models remove little rain without neighbouring frames."""
 
 
 def derain_video(
@@ -97,6 +102,13 @@ def derain_video(
             bar.close()
             derainer.last_stats.seconds["decode"] = reader.seconds if reader is not None else 0.0
             derainer.last_stats.seconds["encode"] = writer.seconds
+    if derainer.last_stats.frames_out == 1:
+        warnings.warn(
+            f"{src} is a single frame: the models find rain mostly by how it moves between frames and remove little "
+            "of it from one image (README, 'Limits'); derain the video it comes from where you can",
+            SingleFrameWarning,
+            stacklevel=2,
+        )
     return sinks[0].path
 
 
