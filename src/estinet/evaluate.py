@@ -682,13 +682,9 @@ class _Extras:
     def sequence_mean(self) -> dict[str, float | None]:
         rows = self.per_sequence().values()
         return {
-            "background_psnr_y": self._with_alpha(
-                [r["background_psnr_y"] for r in rows if r["background_psnr_y"] is not None]
-            ),  # type: ignore[misc]
+            "background_psnr_y": self._with_alpha([v for r in rows if (v := r["background_psnr_y"]) is not None]),
             "brightness_bias": _mean([r["brightness_bias"] for r in rows]),  # type: ignore[misc]
-            "streaks_removed": self._with_alpha(
-                [r["streaks_removed"] for r in rows if r["streaks_removed"] is not None]
-            ),  # type: ignore[misc]
+            "streaks_removed": self._with_alpha([v for r in rows if (v := r["streaks_removed"]) is not None]),
         }
 
     def frame_mean(self) -> dict[str, float | None]:
