@@ -450,7 +450,8 @@ def report(derainer: Derainer, src: str | Path, dst: str | Path, **options: Any)
     stats = derainer.last_stats
     fps = stats.frames_out / elapsed if elapsed > 0 else float("inf")
     tiles = "whole frames" if stats.plan is None or stats.plan.tile is None else f"{stats.plan.tile}px tiles"
-    print(f"wrote {path} ({stats.frames_out} frames in {elapsed:.1f} s, {fps:.2f} frames/s, {derainer!r}, {tiles})")
+    frames = "1 frame" if stats.frames_out == 1 else f"{stats.frames_out} frames"
+    print(f"wrote {path} ({frames} in {elapsed:.1f} s, {fps:.2f} frames/s, {derainer!r}, {tiles})")
     compare = getattr(derainer, "last_compare", None)
     if compare is not None:
         print(f"wrote {compare} (side by side: rainy | derained)")
