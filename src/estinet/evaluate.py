@@ -67,6 +67,7 @@ import numpy as np
 import torch
 
 from estinet.errors import EstinetError
+from estinet.losses import high_pass
 from estinet.metrics import (
     METRIC_NAMES,
     PSNR_CAP_DB,
@@ -601,39 +602,28 @@ def _mean(values: Sequence[float]) -> float | None:
     return float(np.mean(np.asarray(values, dtype=np.float64))) if values else None
 
 
-def _high_pass(y: np.ndarray, size: int = 5) -> np.ndarray:
-    """(H, W) float64 minus its ``size`` x ``size`` local mean (inside the image), as ``estinet.losses.high_pass``."""
-    pad = size // 2
-    ones = np.pad(np.ones_like(y), pad)
-    padded = np.pad(y, pad)
-    h, w = y.shape
-
-    def box(a: np.ndarray) -> np.ndarray:
-        c = np.cumsum(np.cumsum(np.pad(a, ((1, 0), (1, 0))), 0), 1)
-        return c[size:, size:] - c[:-size, size:] - c[size:, :-size] + c[:-size, :-size]
-
-    return y - box(padded)[:h, :w] / box(ones)[:h, :w]
+def _high_pass(y: np.ndarray) -> np.ndarray:
+    """:func:`estinet.losses.high_pass` (5x5) of one float64 (H, W) map."""
+    return high_pass(torch.from_numpy(y)[None, None])[0, 0].numpy()
 
 
-def streak_energy(pred: np.ndarray, gt: np.ndarray, rainy: np.ndarray, alpha: np.ndarray) -> tuple[float, float]:
+def streak_energy(error: np.ndarray, rain: np.ndarray, alpha: np.ndarray) -> tuple[float, float]:
     """The rain's fine detail on the streak pixels of one frame: (left in the output, in the rainy input).
 
     Args:
-        pred: uint8 (H, W, 3) output.
-        gt: uint8 (H, W, 3) ground truth.
-        rainy: uint8 (H, W, 3) rainy input.
+        error: float64 (H, W) ``Y(output) - Y(gt)`` in 8-bit levels.
+        rain: float64 (H, W) ``Y(rainy) - Y(gt)`` in 8-bit levels.
         alpha: (H, W) rain opacity of the renderer.
 
     Returns:
-        ``(sum(hp(Y(pred) - Y(gt))^2), sum(hp(Y(rainy) - Y(gt))^2))`` over the streak pixels (``alpha > 0`` and
-        ``hp(Y(rainy) - Y(gt)) >= STREAK_LEVELS``); ``(0, 0)`` when the frame has none.
+        ``(sum(hp(error)^2), sum(hp(rain)^2))`` over the streak pixels (``alpha > 0`` and ``hp(rain) >=
+        STREAK_LEVELS``); ``(0, 0)`` when the frame has none.
     """
-    y_gt = rgb_to_y(gt)
-    rain = _high_pass(rgb_to_y(rainy) - y_gt)
+    rain = _high_pass(rain)
     mask = (np.asarray(alpha) > 0) & (rain >= STREAK_LEVELS)
     if not mask.any():
         return 0.0, 0.0
-    left = _high_pass(rgb_to_y(pred) - y_gt)
+    left = _high_pass(error)
     return float(np.sum(left[mask] ** 2)), float(np.sum(rain[mask] ** 2))
 
 
@@ -647,7 +637,8 @@ class _Extras:
         self.has_alpha = False
 
     def add(self, sequence: str, pred: np.ndarray, gt: np.ndarray, alpha: np.ndarray | None, rainy: np.ndarray) -> None:
-        diff = rgb_to_y(pred) - rgb_to_y(gt)  # (H, W) float64, 8-bit levels
+        y_gt = rgb_to_y(gt)
+        diff = rgb_to_y(pred) - y_gt  # (H, W) float64, 8-bit levels
         self.bias.setdefault(sequence, []).append(float(diff.mean()))
         self.background.setdefault(sequence, [])
         self.streaks.setdefault(sequence, [])
@@ -656,7 +647,7 @@ class _Extras:
         self.has_alpha = True
         if alpha.shape != diff.shape:
             raise EvalError(f"sequence {sequence!r}: rain_alpha has shape {alpha.shape}, frames are {diff.shape}")
-        left, rain = streak_energy(pred, gt, rainy, alpha)
+        left, rain = streak_energy(diff, rgb_to_y(rainy) - y_gt, alpha)
         if rain > 0:
             self.streaks[sequence].append(100.0 * (1.0 - left / rain))
         dry = alpha == 0
