@@ -1,9 +1,10 @@
 """PSNR-Y of derainers as the camera pans faster: the held-out clips filmed by a pan of a fixed speed.
 
 The held-out benchmark's ``pan`` column draws 0.5-6 px/frame (``estinet.data.camera.CAMERA_PRESETS["pan"]``), as
-does training; real footage is often panned faster. This script replaces that range by one speed at a time (the
-other pan parameters unchanged) and scores the rainy input and each model on 6 held-out clips x 9 frames at 224x224
-(docs/metric_protocol.md: PSNR-Y sequence mean; background PSNR-Y on the pixels the renderer left rain-free).
+does training; real footage is often panned faster. This script films the clips with that preset's motion at one
+speed at a time (the other pan parameters unchanged) and scores the rainy input and each model on 6 held-out clips x
+9 frames at 224x224 (docs/metric_protocol.md: PSNR-Y sequence mean; background PSNR-Y on the pixels the renderer
+left rain-free).
 
     python benchmarks/pan_speed.py --weights tiny,small --rain light,heavy,ntu --speeds 0,4,12,24
 """
@@ -15,7 +16,7 @@ import dataclasses
 
 import torch
 
-import estinet.data.camera as camera
+from estinet.data.camera import get_camera_preset
 from estinet.evaluate import evaluate, input_predictor, open_eval_dataset
 from estinet.inference import Derainer
 from heldout import CROP, FRAMES, SEED
@@ -29,26 +30,29 @@ def main() -> int:
     parser.add_argument("--clips", type=int, default=6)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
+    try:
+        speeds = [float(s) for s in args.speeds.split(",")]
+    except ValueError:
+        parser.error(f"--speeds must be comma-separated numbers (px/frame), got {args.speeds!r}")
+    if any(not 0 <= s < float("inf") for s in speeds):
+        parser.error(f"--speeds must be finite and >= 0 px/frame, got {args.speeds!r}")
     torch.set_num_threads(args.threads)
     predictors = {"input": input_predictor}
     for name in args.weights.split(","):
         predictors[name] = Derainer(weights=name, device="cpu").derain_frames
-    base = camera.CAMERA_PRESETS["pan"]
+    pan = get_camera_preset("pan")
     print("| pan speed (px/frame) | " + " | ".join(predictors) + " |")
     print("|---:|" + "---:|" * len(predictors))
-    try:
-        for speed in (float(s) for s in args.speeds.split(",")):
-            camera.CAMERA_PRESETS["pan"] = dataclasses.replace(base, pan_speed=(speed, speed))
-            data = open_eval_dataset(
-                f"synthetic:{args.rain}", clips=args.clips, clip_frames=FRAMES, crop=CROP, seed=SEED, camera="pan"
-            )
-            cells = []
-            for name, predict in predictors.items():
-                report = evaluate(predict, data, progress=False, method=name).to_dict()
-                cells.append(f"{report['sequence_mean']['psnr_y']:.2f} (bg {report['background_psnr_y']:.2f})")
-            print(f"| {speed:g} | " + " | ".join(cells) + " |", flush=True)
-    finally:
-        camera.CAMERA_PRESETS["pan"] = base
+    for speed in speeds:
+        motion = dataclasses.replace(pan, pan_speed=(speed, speed))
+        data = open_eval_dataset(
+            f"synthetic:{args.rain}", clips=args.clips, clip_frames=FRAMES, crop=CROP, seed=SEED, camera=motion
+        )
+        cells = []
+        for name, predict in predictors.items():
+            report = evaluate(predict, data, progress=False, method=name).to_dict()
+            cells.append(f"{report['sequence_mean']['psnr_y']:.2f} (bg {report['background_psnr_y']:.2f})")
+        print(f"| {speed:g} | " + " | ".join(cells) + " |", flush=True)
     return 0
 
 

@@ -61,7 +61,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -82,6 +82,9 @@ from estinet.metrics import (
     to_uint8,
 )
 from estinet.runtime import parse_dataset_spec, write_text_atomic
+
+if TYPE_CHECKING:
+    from estinet.data.camera import CameraMotion
 
 __all__ = [
     "CSV_COLUMNS",
@@ -873,7 +876,7 @@ def open_eval_dataset(
     clip_frames: int = 9,
     crop: int | tuple[int, int] = 224,
     seed: int = 0,
-    camera: str = "mixed",
+    camera: str | CameraMotion = "mixed",
     compression: float = 0.0,
 ) -> Any:
     """Open a ``KIND:PATH`` dataset for evaluation (full frames, no augmentation).
@@ -891,7 +894,8 @@ def open_eval_dataset(
         clip_frames: Frames per synthetic clip.
         crop: Synthetic frame size, an int or (h, w).
         seed: Seed of the synthetic clips and rain.
-        camera: Synthetic camera motion (``mixed``, ``static``, ``pan``, ``handheld``).
+        camera: Synthetic camera motion: a preset (``mixed``, ``static``, ``pan``, ``handheld``) or a
+            :class:`~estinet.data.camera.CameraMotion`.
         compression: Share of the synthetic clips passed through a lossy codec (JPEG or H.264 at a seeded random
             quality, the rainy and the clean clip alike, as in training: ``SyntheticRain(compression=...)``).
 
