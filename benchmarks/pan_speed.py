@@ -51,7 +51,10 @@ def main() -> int:
         cells = []
         for name, predict in predictors.items():
             report = evaluate(predict, data, progress=False, method=name).to_dict()
-            cells.append(f"{report['sequence_mean']['psnr_y']:.2f} (bg {report['background_psnr_y']:.2f})")
+            cell = f"{report['sequence_mean']['psnr_y']:.2f} (bg {report['background_psnr_y']:.2f}"
+            if report.get("streaks_removed") is not None:
+                cell += f", streaks {report['streaks_removed']:.1f} %"
+            cells.append(cell + ")")
         print(f"| {speed:g} | " + " | ".join(cells) + " |", flush=True)
     return 0
 
