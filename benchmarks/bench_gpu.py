@@ -7,9 +7,12 @@ untimed warm-up first (where CUDA graphs are captured; their capture time is rep
 between two ``torch.cuda.synchronize`` calls. Peak memory is ``torch.cuda.max_memory_allocated`` over the warm-up
 and the timed run: a graph's intermediates are allocated while it is captured (in the warm-up) and are not
 allocations during replays, so a peak over the timed run alone misses them. "main before" rows emulate the path this
-replaces: 8 frames/windows per call, one small translation per frame and field, no graphs.
+replaces: 8 frames/windows per call, one small translation per frame and field, no graphs. "compiled" rows add
+``torch.compile`` of the per-frame and per-window calls (``Derainer(compile=True)``, ``--compile``); their set-up
+column is the compilation plus the capture, in the warm-up.
 
     python benchmarks/bench_gpu.py --out docs/results/bench-gpu   # writes bench-gpu.json and bench-gpu.md
+    python benchmarks/bench_gpu.py --compiled-only --out /tmp/compiled   # the compiled rows and the default plan
 
 Rows are written to the JSON as they finish, so a run cut short keeps what it measured.
 """
@@ -85,7 +88,8 @@ def streaming_row(
         "tile": plan.tile if plan else None,
         "cuda_graphs": derainer.cuda_graphs,
         "motion": derainer.motion,
-        "capture_s": round(derainer.tiler.graph_seconds(), 2),
+        "compiled": derainer.compile,
+        "capture_s": round(derainer.setup_seconds(), 2),
         "frames": frames,
         "fps": frames / seconds,
         "peak_gib": torch.cuda.max_memory_allocated() / 2**30,  # warm-up (graph capture) and timed run
@@ -166,14 +170,16 @@ def markdown(rows: list[dict[str, Any]], machine: str, peaks: dict[str, float]) 
         "",
         "Command: `python benchmarks/bench_gpu.py --out docs/results/bench-gpu` (module docstring: protocol).",
         "",
-        "| row | model | size | precision | batch | tile | CUDA graphs (capture s) | motion | frames/s | peak GiB "
-        "| cap GiB |",
+        "| row | model | size | precision | batch | tile | CUDA graphs / compiled (set-up s) | motion | frames/s "
+        "| peak GiB | cap GiB |",
         "|---|---|---|---|---:|---|---|---|---:|---:|---:|",
     ]
     for r in rows:
         if "stages" in r or "error" in r:
             continue
-        graphs = f"yes ({r['capture_s']:.1f})" if r.get("cuda_graphs") else "no"
+        graphs = ("yes" if r.get("cuda_graphs") else "no") + (", compiled" if r.get("compiled") else "")
+        if r.get("cuda_graphs") or r.get("compiled"):
+            graphs += f" ({r['capture_s']:.1f})"
         lines.append(
             f"| {r['row']} | {r['model']} | {r['size']} | {r['precision']} | {r.get('batch', 1)} | "
             f"{r.get('tile') or 'whole'} | {graphs} | {'on' if r.get('motion', True) else 'off'} | {r['fps']:.0f} | "
@@ -198,6 +204,9 @@ def main() -> int:
     parser.add_argument("--out", default="docs/results/bench-gpu", help="output stem (.json and .md)")
     parser.add_argument("--quick", action="store_true", help="a few frames per row (a smoke test)")
     parser.add_argument("--default-only", action="store_true", help="only the default-plan rows, no file run")
+    parser.add_argument(
+        "--compiled-only", action="store_true", help="only the default-plan and torch.compile rows, no file run"
+    )
     args = parser.parse_args()
     if not torch.cuda.is_available():
         print("bench_gpu.py needs a CUDA device", file=sys.stderr)
@@ -231,9 +240,16 @@ def main() -> int:
         ("fast path (default plan)", "small", full_hd, n_hd, {}),
         ("fast path, batch 4", "small", full_hd, n_hd, {"batch": 4, "max_memory": 32.0}),
         ("main before (emulated)", "tiny", full_hd, n_hd // 2, {"old_path": True}),
+        ("compiled (default plan)", "tiny", vga, n_vga, {"compile": True}),
+        ("compiled, batch 32", "tiny", vga, n_vga, {"compile": True, "batch": 32, "max_memory": 16.0}),
+        ("compiled (default plan)", "small", vga, n_small, {"compile": True}),
+        ("compiled (default plan)", "tiny", full_hd, n_hd, {"compile": True}),
+        ("compiled (default plan)", "small", full_hd, n_hd, {"compile": True}),
     ]
     if args.default_only:
         plan = [row for row in plan if not row[4]]
+    if args.compiled_only:  # the compiled rows beside the default plan they start from
+        plan = [row for row in plan if not row[4] or row[4].get("compile")]
     machine = machine_description("cuda")
     peaks = {"fp32": matmul_peak_gflops(torch.device("cuda"))}
     a = torch.randn(8192, 8192, device="cuda", dtype=torch.float16)
@@ -263,7 +279,7 @@ def main() -> int:
             torch.cuda.empty_cache()
         print(json.dumps(rows[-1]), flush=True)
         save()
-    if args.default_only:
+    if args.default_only or args.compiled_only:
         print(markdown(rows, machine, peaks))
         return 0
     try:

@@ -173,9 +173,13 @@ class EagerGraph:
     """A CPU stand-in for :class:`~estinet.inference.graphs.GraphedCall`: static buffers, eager replays."""
 
     captured = 0
+    whole_warmups = 0
 
-    def __init__(self, fn: Any, example: list[torch.Tensor], amp_dtype: Any, pool: Any = None) -> None:
+    def __init__(
+        self, fn: Any, example: list[torch.Tensor], amp_dtype: Any, pool: Any = None, warmup_whole: bool = False
+    ) -> None:
         self.fn = fn
+        EagerGraph.whole_warmups += warmup_whole
         self.inputs = [t.clone() for t in example]
         self.pool = "pool"
         self.seconds = 0.0
@@ -211,9 +215,10 @@ def test_graph_buffers_stream_like_plain_calls(monkeypatch: pytest.MonkeyPatch, 
     derainer = Derainer(tiny_model(), device="cpu", batch=4, motion=motion, tile=0)
     reference = derainer.derain_clip(clip)
     derainer.tiler = dataclasses.replace(derainer.tiler, cuda_graphs=True, batched_align=True)
-    EagerGraph.captured = 0
+    EagerGraph.captured = EagerGraph.whole_warmups = 0
     out = derainer.derain_clip(clip)
     assert EagerGraph.captured == 2 and len(derainer.tiler.graphs) == 2
+    assert EagerGraph.whole_warmups == 0  # plain calls warm up on one item; compiled ones on the captured batch
     assert (out - reference).abs().max() < 1e-6
     assert torch.equal(derainer.derain_clip(clip), out) and EagerGraph.captured == 2  # replayed, not captured
 

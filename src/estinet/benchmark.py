@@ -62,7 +62,8 @@ class BenchResult:
         precision: ``fp32``, ``fp16`` or ``bf16`` (autocast).
         batch: frames per per-frame call and windows per window call (the plan's).
         cuda_graphs: whether the calls were replayed as CUDA graphs.
-        setup_s: seconds of one-off set-up in the first (untimed) run: CUDA-graph capture.
+        compiled: whether the calls were compiled by ``torch.compile`` (``compile`` option).
+        setup_s: seconds of one-off set-up in the first (untimed) run: compilation and CUDA-graph capture.
         stages: seconds per stage of the timed run (:attr:`~estinet.inference.stream.StreamStats.seconds`; on CUDA
             exact only when measured with ``profile``).
     """
@@ -79,6 +80,7 @@ class BenchResult:
     precision: str = "fp32"
     batch: int = 1
     cuda_graphs: bool = False
+    compiled: bool = False
     setup_s: float = 0.0
     stages: dict[str, float] = field(default_factory=dict)
 
@@ -209,7 +211,7 @@ def _measure(
     run(warmup, on_clip=False)  # random frames through the streaming path
     if mode == "end-to-end":
         run(frames, on_clip=True)  # one untimed pass of the clip
-    setup = derainer.tiler.graph_seconds()
+    setup = derainer.setup_seconds()
     seconds = run(frames, on_clip=True)
     if device.type == "cuda":
         peak = torch.cuda.max_memory_allocated(device) / 2**20
@@ -222,6 +224,7 @@ def _measure(
         "precision": derainer.precision,
         "batch": stats.plan.batch if stats.plan is not None and mode != "per-window" else 1,
         "cuda_graphs": derainer.cuda_graphs and mode != "per-window",
+        "compiled": derainer.compile and mode != "per-window",
         "setup_s": setup,
         "stages": dict(stats.seconds) if mode != "per-window" else {},
     }
@@ -339,7 +342,11 @@ def format_results(results: list[BenchResult], peak: float, machine: str) -> str
         "|---|---|---|---|---|---:|---|---:|---:|---:|---:|",
     ]
     for r in results:
-        graphs = f"yes ({r.setup_s:.1f} s capture)" if r.cuda_graphs else "no"
+        graphs = "yes" if r.cuda_graphs else "no"
+        if r.compiled:
+            graphs += ", compiled"
+        if r.cuda_graphs or r.compiled:
+            graphs += f" ({r.setup_s:.1f} s set-up)"
         lines.append(
             f"| {r.model} | {r.width}x{r.height} | {r.mode} | {r.backend} | {r.precision} | {r.batch} | {graphs} | "
             f"{r.fps:.2f} | {r.peak_mib:.0f} | {r.gflops_per_frame:.2f} | {100 * r.peak_share:.1f}% |"

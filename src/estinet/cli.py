@@ -79,10 +79,11 @@ DERAINER_OPTIONS = (
     "cuda_graphs",
     "backend",
     "onnx_dir",
+    "compile",
 )
 """``derain`` options that are :class:`~estinet.inference.Derainer` arguments of the same name."""
 
-BENCH_OPTIONS = ("half", "batch", "workers", "max_memory", "cuda_graphs")
+BENCH_OPTIONS = ("half", "batch", "workers", "max_memory", "cuda_graphs", "compile")
 """``bench`` options passed to :class:`~estinet.inference.Derainer` (when given)."""
 
 VIDEO_OPTIONS = ("compare", "overwrite", "lossless", "crf", "x264_preset", "keep_partial_input")
@@ -335,6 +336,13 @@ def _add_precision_and_memory(p: argparse.ArgumentParser) -> None:
         "--cuda-graphs", dest="cuda_graphs", action="store_true", default=None, help="CUDA graphs (CUDA default)"
     )
     graphs.add_argument("--no-cuda-graphs", dest="cuda_graphs", action="store_false", help="plain CUDA launches")
+    p.add_argument(
+        "--compile",
+        action="store_true",
+        default=None,
+        help="compile the model's calls with torch.compile for the frame size (seconds to a minute, cached on disk; "
+        "torch backend, one CPU worker)",
+    )
 
 
 def _add_derain(sub: Subcommands) -> None:

@@ -720,6 +720,7 @@ def derain_many(
     cuda_graphs: bool | None = None,
     backend: str = "torch",
     onnx_dir: str | Path | None = None,
+    compile: bool = False,
     lossless: bool = False,
     crf: int = 18,
     x264_preset: str = "veryfast",
@@ -766,6 +767,7 @@ def derain_many(
         cuda_graphs: as :class:`~estinet.inference.Derainer`.
         backend: as :class:`~estinet.inference.Derainer`.
         onnx_dir: as :class:`~estinet.inference.Derainer`.
+        compile: as :class:`~estinet.inference.Derainer` (each worker compiles for its own frame sizes).
         lossless: lossless video outputs.
         crf: x264 quality of H.264 outputs.
         x264_preset: x264 speed preset.
@@ -811,6 +813,7 @@ def derain_many(
             "cuda_graphs": cuda_graphs,
             "backend": backend,
             "onnx_dir": None if onnx_dir is None else str(onnx_dir),
+            "compile": bool(compile),
         },
         video={
             "overwrite": overwrite,

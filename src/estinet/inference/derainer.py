@@ -26,6 +26,7 @@ from estinet import runtime
 from estinet.config import ModelConfig, preset_config
 from estinet.data.windows import window_indices
 from estinet.errors import DerainError
+from estinet.inference.compiled import CompiledSeam
 from estinet.inference.plan import (
     CPU_PARALLEL_MAX_WORK,
     DEFAULT_CUDA_CAP_GIB,
@@ -185,6 +186,10 @@ class Derainer:
             torch reference.
         onnx_dir: for ``onnxruntime``, an ``estinet export`` folder of these weights (checked against them); None
             exports to a cache folder on first use (:func:`estinet.export.cached_export`).
+        compile: compile the per-frame and per-window calls with ``torch.compile`` for fixed shapes
+            (:mod:`estinet.inference.compiled`: seconds to a minute per frame size, cached on disk; the time is in
+            :meth:`setup_seconds`); with CUDA graphs the compiled calls are captured. Torch backend, ESTINet
+            variants with per-frame terms, one CPU worker. Outputs equal the plain calls' to float rounding.
 
     Raises:
         WeightsError: weights that cannot be loaded (missing, corrupt, another architecture).
@@ -214,6 +219,7 @@ class Derainer:
         cuda_graphs: bool | None = None,
         backend: str = "torch",
         onnx_dir: str | Path | None = None,
+        compile: bool = False,
     ) -> None:
         if backend not in BACKENDS:
             raise DerainError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
@@ -286,7 +292,16 @@ class Derainer:
         if cuda_graphs and not graphable:
             raise DerainError(f"cuda_graphs is not supported for the {config.variant!r} variant; pass None or False")
         self.cuda_graphs = bool(self.device.type == "cuda" and graphable if cuda_graphs is None else cuda_graphs)
-        self.workers = self._worker_count(workers)
+        self.compile = bool(compile)
+        if self.compile and (backend != "torch" or not graphable):
+            what = f"the {backend} backend" if backend != "torch" else f"the {config.variant!r} variant"
+            raise DerainError(f"compile is not supported for {what}; drop compile (--compile)")
+        if self.compile and workers is not None and workers > 1:
+            raise DerainError(
+                "compile runs one CPU worker (compiled calls are not shared between threads); pass workers=1 or "
+                "drop compile"
+            )
+        self.workers = 1 if self.compile else self._worker_count(workers)
         """Frames (windows) computed at once by CPU frame-parallel workers (1: one at a time; :meth:`workers_for`)."""
         self._workers_given = workers is not None
         pool = FrameWorkers(self.workers, max(1, torch.get_num_threads() // self.workers)) if self.workers > 1 else None
@@ -304,7 +319,7 @@ class Derainer:
             )
         else:
             self.tiler = Tiler(
-                self.model,
+                CompiledSeam(self.model) if self.compile else self.model,
                 self.align,
                 config.temporal_stride,
                 self.device,
@@ -312,6 +327,7 @@ class Derainer:
                 batched_align=self.device.type == "cuda",
                 cuda_graphs=self.cuda_graphs,
                 workers=pool,
+                compiled=self.compile,
             )
         """The per-frame and per-window calls, whole or in tiles."""
         # ring-buffer terms are half precision only under autocast (onnxruntime's come back as float32)
@@ -377,8 +393,15 @@ class Derainer:
         return (
             f"Derainer(variant={self.config.variant!r}, preset={self.config.preset!r}, device={str(self.device)!r}, "
             f"backend={self.backend!r}, precision={self.precision}, motion={self.motion}, tile={self.tile}, "
-            f"batch={self.batch}, workers={self.workers}, max_memory={self.max_memory}, cuda_graphs={self.cuda_graphs})"
+            f"batch={self.batch}, workers={self.workers}, max_memory={self.max_memory}, cuda_graphs={self.cuda_graphs}"
+            f"{', compile=True' if self.compile else ''})"
         )
+
+    def setup_seconds(self) -> float:
+        """Seconds of one-off set-up so far: ``torch.compile`` compilation and CUDA-graph capture (0 without
+        either)."""
+        setup = getattr(self.tiler, "setup_seconds", None)
+        return float(setup()) if setup is not None else 0.0
 
     def plan_for(self, height: int, width: int, available: int | None = None) -> Plan:
         """Choose tiles and batch for frames of ``height`` x ``width`` (:func:`~estinet.inference.plan.plan_frames`).

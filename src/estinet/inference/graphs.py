@@ -32,6 +32,8 @@ class GraphedCall:
         example: its inputs, batch first; copied into the static input buffers (shapes, dtypes, layouts kept).
         amp_dtype: autocast dtype during capture (the weight-cast cache off, as graphs require), or None.
         pool: a memory pool shared with other graphs (``torch.cuda.graph_pool_handle()``), or None for a new one.
+        warmup_whole: warm up on the whole batch instead of its first item: a compiled ``fn``
+            (:mod:`estinet.inference.compiled`) must be compiled for the captured shapes before the capture.
 
     Attributes:
         inputs: the static input buffers: write the next inputs into them (or pass them to :meth:`__call__`).
@@ -41,7 +43,12 @@ class GraphedCall:
     """
 
     def __init__(
-        self, fn: Callable[..., Any], example: Sequence[Tensor], amp_dtype: torch.dtype | None, pool: Any = None
+        self,
+        fn: Callable[..., Any],
+        example: Sequence[Tensor],
+        amp_dtype: torch.dtype | None,
+        pool: Any = None,
+        warmup_whole: bool = False,
     ) -> None:
         start = time.perf_counter()
         self.inputs = [t.clone(memory_format=torch.preserve_format) for t in example]
@@ -50,7 +57,8 @@ class GraphedCall:
         side.wait_stream(torch.cuda.current_stream(device))
         with torch.cuda.stream(side), runtime.autocast(device, amp_dtype, cache=False):
             for _ in range(WARMUP_CALLS):  # on the first item only: an eager call of the whole batch would peak
-                fn(*[t[:1] for t in self.inputs])  # at the eager footprint, several times the graph's (bench-gpu.md)
+                # at the eager footprint, several times the graph's (bench-gpu.md)
+                fn(*(self.inputs if warmup_whole else [t[:1] for t in self.inputs]))
         torch.cuda.current_stream(device).wait_stream(side)
         self.pool = torch.cuda.graph_pool_handle() if pool is None else pool
         self.graph = torch.cuda.CUDAGraph()

@@ -25,6 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from estinet import runtime
+from estinet.inference.compiled import CompiledSeam
 from estinet.inference.graphs import GraphedCall
 from estinet.inference.plan import Plan, align_up
 from estinet.models.estinet import PAD_MULTIPLE
@@ -83,9 +84,11 @@ class Tiler:
         graphs: the captured graphs by call and shape (filled in as shapes appear; they share one memory pool).
         workers: CPU frame-parallel workers (:class:`FrameWorkers`): the frames of a per-frame call and the windows of
             a per-window call are computed apart, at once, each on a worker thread; None: as one batch.
+        compiled: ``model`` is a :class:`~estinet.inference.compiled.CompiledSeam` (CUDA graphs then warm up on
+            whole batches, so that the compilation happens before the capture).
     """
 
-    model: nn.Module
+    model: nn.Module | CompiledSeam
     align: int
     stride: int
     device: torch.device
@@ -94,18 +97,25 @@ class Tiler:
     cuda_graphs: bool = False
     graphs: dict[tuple[Any, ...], GraphedCall] = field(default_factory=dict, compare=False, repr=False)
     workers: FrameWorkers | None = field(default=None, compare=False)
+    compiled: bool = False
 
     def _graph(self, key: tuple[Any, ...], fn: Any, example: list[Tensor]) -> GraphedCall:
         """The graph for ``key``, captured from ``example`` inputs on first use (one memory pool per tiler)."""
         graph = self.graphs.get(key)
         if graph is None:
             pool = next(iter(self.graphs.values())).pool if self.graphs else None
-            graph = self.graphs[key] = GraphedCall(fn, example, self.amp_dtype, pool=pool)
+            graph = self.graphs[key] = GraphedCall(fn, example, self.amp_dtype, pool=pool, warmup_whole=self.compiled)
         return graph
 
     def graph_seconds(self) -> float:
         """Total warm-up and capture time of the graphs so far."""
         return sum(g.seconds for g in self.graphs.values())
+
+    def setup_seconds(self) -> float:
+        """One-off set-up so far: compilation and CUDA-graph capture (a graph's warm-up includes the compilation
+        of its call, so the larger of the two totals counts)."""
+        compiled = self.model.seconds if isinstance(self.model, CompiledSeam) else 0.0
+        return max(self.graph_seconds(), compiled)
 
     def frame_features(self, padded: Tensor, plan: Plan) -> tuple[Tensor, Tensor]:
         """Per-frame terms of padded frames (N, 3, Hp, Wp), whole or in tiles (pasting the cores).

@@ -16,8 +16,9 @@ from estinet.models.sicm import conv3x3, pointwise_conv
 
 
 def _per_input_frames(device: torch.device) -> bool:
-    """Whether :class:`TemporalConv3d` uses its per-input-frame form (CPUs) rather than the per-tap one (GPUs)."""
-    return device.type == "cpu"
+    """Whether :class:`TemporalConv3d` uses its per-input-frame form (CPUs, not under ``torch.compile``, whose
+    compiler cannot follow its writes into preallocated outputs) rather than the per-tap one (GPUs)."""
+    return device.type == "cpu" and not torch.compiler.is_compiling()
 
 
 class TemporalConv3d(nn.Conv3d):
