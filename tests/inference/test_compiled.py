@@ -71,3 +71,15 @@ def test_compiled_cuda_graphs_equal_eager_on_cuda() -> None:
     out = fast.derain_clip(clip)
     assert (out - eager).abs().max() < 1e-4
     assert fast.setup_seconds() > 0.0
+
+
+def test_cli_compile_with_workers_is_a_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from estinet.cli import main
+
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    out = tmp_path / "out.mp4"
+    assert main(["derain", str(frames), "-o", str(out), "--compile", "--workers", "2", "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("estinet: error:") and "compile runs one CPU worker" in err
+    assert len(err.strip().splitlines()) == 1 and not out.exists()
