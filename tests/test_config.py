@@ -158,6 +158,7 @@ def test_yaml_numbers_are_coerced() -> None:
         (DataConfig, {"workers": -1}, "data.workers must be an integer >= 0"),
         (DataConfig, {"clean": []}, "data.clean must be null or a non-empty list of paths"),
         (DataConfig, {"val": "somewhere"}, "data.val must be null or a dataset spec"),
+        (DataConfig, {"veil": 1.5}, r"data.veil must be a probability in \[0, 1\]"),
     ],
 )
 def test_invalid_values(cls: type, values: dict[str, object], message: str) -> None:

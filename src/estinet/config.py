@@ -411,6 +411,8 @@ class DataConfig:
             (:func:`estinet.data.sources.make_clip`); 0 keeps them as before.
         still: share of synthetic training clips whose every frame is the rainy centre frame (single-image
             deraining: photographs, and neighbours that cannot be aligned); 0 keeps them as before.
+        veil: share of synthetic training clips that keep their rain preset's veiling haze (the rest are rendered
+            without it); 1 keeps them as before.
         val: validation dataset: ``heldout:PRESETS`` (synthetic rain over the held-out package sources, rendered
             once with ``val_seed``), any ``KIND:PATH`` with ground truth (evaluated on full frames), or null to
             switch validation off.
@@ -434,6 +436,7 @@ class DataConfig:
     compression: float = 0.0
     scene_motion: float = 0.0
     still: float = 0.0
+    veil: float = 1.0
     val: str | None = "heldout:light,heavy,ntu"
     val_split: str = "test"
     val_clean: list[str] | None = None
@@ -454,7 +457,7 @@ class DataConfig:
             _check_int("data", self, name, 0)
         if not isinstance(self.flip, bool):
             raise _section_error("data", "flip", self.flip, "true or false")
-        for name in ("compression", "scene_motion", "still"):
+        for name in ("compression", "scene_motion", "still", "veil"):
             _coerce_float("data", self, name, 0.0)
             if getattr(self, name) > 1:
                 raise _section_error("data", name, getattr(self, name), "a probability in [0, 1]")

@@ -492,3 +492,24 @@ def test_synthetic_rain_still_samples_repeat_the_rainy_centre_frame(clean_dir: P
         assert torch.equal(half[i]["rainy"], half[i]["rainy"])
     with pytest.raises(DatasetError, match="still is a probability"):
         SyntheticRain(srcs, still=2.0)
+
+
+def test_synthetic_rain_veil_share_drops_the_haze_of_the_other_samples(clean_dir: Path) -> None:
+    srcs = clean_sources([clean_dir / "clip"])
+    kwargs = {"preset": "heavy", "seed": 5, "num_frames": 3, "crop": 32, "length": 10, "camera": "static"}
+    veiled, default = SyntheticRain(srcs, veil=1.0, **kwargs), SyntheticRain(srcs, **kwargs)
+    clear, half = SyntheticRain(srcs, veil=0.0, **kwargs), SyntheticRain(srcs, veil=0.5, **kwargs)
+    dropped = 0
+    for i in range(10):
+        a, b, h = veiled[i], clear[i], half[i]
+        assert torch.equal(a["rainy"], default[i]["rainy"])  # veil=1 is the old sample
+        background = a["rain_alpha"] == 0  # (T, h, w): the same rain in both
+        assert torch.equal(background, b["rain_alpha"] == 0)
+        # heavy's haze (0.12) lifts the rain-free pixels; without the veil they are the clean frame's
+        assert (a["rainy"] - a["clean"]).abs().amax(dim=1)[background].max() > 4 / 255
+        assert (b["rainy"] - b["clean"]).abs().amax(dim=1)[background].max() <= 1 / 255 + 1e-6
+        dropped += torch.equal(h["rainy"], b["rainy"])
+        assert torch.equal(h["rainy"], b["rainy"]) or torch.equal(h["rainy"], a["rainy"])
+    assert 2 <= dropped <= 8  # about half of 10
+    with pytest.raises(DatasetError, match="veil is a probability"):
+        SyntheticRain(srcs, veil=1.5)

@@ -810,6 +810,8 @@ class SyntheticRain(Dataset):
         still: Share of the samples whose every frame is the centre frame, rain included (a photograph derained as a
             one-frame video, or neighbours that cannot be aligned): the model has to find the rain in one frame. 0
             (default) keeps the samples as they were.
+        veil: Share of the samples that keep their preset's veiling haze; the others are rendered with ``haze=0``
+            (rain without a veil). 1 (default) keeps the samples as they were.
 
     Raises:
         DatasetError: If no clean source is available, a preset is unknown, or an argument is invalid.
@@ -829,13 +831,16 @@ class SyntheticRain(Dataset):
         compression: float = 0.0,
         scene_motion: float = 0.0,
         still: float = 0.0,
+        veil: float = 1.0,
     ) -> None:
-        for name, value in (("compression", compression), ("scene_motion", scene_motion), ("still", still)):
+        checked = (("compression", compression), ("scene_motion", scene_motion), ("still", still), ("veil", veil))
+        for name, value in checked:
             if not 0.0 <= float(value) <= 1.0:
                 raise DatasetError(f"{name} is a probability in [0, 1], got {value!r}")
         self.compression = float(compression)
         self.scene_motion = float(scene_motion)
         self.still = float(still)
+        self.veil = float(veil)
         if sources is None:
             found = training_sources()
             if not found:
@@ -911,6 +916,12 @@ class SyntheticRain(Dataset):
         name, params = self.presets[pre]
         if params is None:
             params = random_params(rain_seed)
+        if (
+            self.veil < 1
+            and params.haze > 0
+            and np.random.default_rng(_sample_seed(self.seed, self.epoch, index, 0x7E11)).random() >= self.veil
+        ):
+            params = params.replace(haze=0.0)
         clip, shifts = make_clip(
             source, self.num_frames, self.crop, clip_seed, self.camera, self.scene_motion
         )  # (T, h, w, 3) uint8, (T, 2)

@@ -52,6 +52,7 @@ def build_train_dataset(config: ExperimentConfig) -> Dataset:
             compression=d.compression,
             scene_motion=d.scene_motion,
             still=d.still,
+            veil=d.veil,
         )
     if d.clean is not None:
         raise ConfigError(f"data.clean is only used by synthetic: training data, not {d.train!r}; remove it")
