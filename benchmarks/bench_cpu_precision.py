@@ -21,12 +21,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 from pathlib import Path
 
-from command import add_speed_options, command_line, report_head, write_report
+from command import add_speed_options, command_line, comparison_table, report_head, tree_name, write_report
 
 ROOT = Path(__file__).resolve().parent.parent
 PRECISIONS = {"fp32": False, "bf16": True}
@@ -115,15 +114,7 @@ def main() -> None:
     if args.threads is not None:
         os.environ["OMP_NUM_THREADS"] = str(args.threads)
     height, width = (int(v) for v in args.size.lower().split("x"))
-    head = subprocess.run(
-        ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
-    ).stdout.strip()
-    dirty = subprocess.run(
-        ["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no", "src"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
+    this = tree_name(ROOT)
 
     import torch
 
@@ -154,27 +145,13 @@ def main() -> None:
         f"`{command}`: shipped `tiny` weights, {width}x{height}, torch backend, whole frames, motion compensation on, "
         f"default CPU workers; fp32 against bf16 autocast (`estinet bench --half`); best of {args.rounds} rounds of "
         f"{args.frames} timed frames (after {args.warmup} untimed), each in a fresh process, the two alternating. "
-        f"Tree `{head}{' + uncommitted changes' if dirty else ''}`.",
+        f"Tree `{this}`.",
         f"Machine: {cpu_name()}, {os.cpu_count()} logical CPUs (native bf16: {', '.join(native) or 'none'}); "
         f"{threads} torch threads; torch {torch.__version__}. 1-minute load average {load_before:.1f} before and "
         f"{load_after:.1f} after the run.",
         args.note,
     )
-    lines += [
-        "",
-        "| mode | fp32: best (median) frames/s | bf16: best (median) | ratio of bests (of medians) "
-        "| rounds bf16 was faster | bf16 stages (ms per frame) |",
-        "|---|---:|---:|---:|---:|---|",
-    ]
-    for mode in args.modes:
-        b, t = best["fp32", mode], best["bf16", mode]
-        b_med, t_med = statistics.median(rates["fp32", mode]), statistics.median(rates["bf16", mode])
-        won = sum(x > y for x, y in zip(rates["bf16", mode], rates["fp32", mode], strict=True))
-        stages = ", ".join(f"{k} {v / args.frames * 1000:.0f}" for k, v in (t.get("stages") or {}).items())
-        lines.append(
-            f"| {mode} | {b['fps']:.2f} ({b_med:.2f}) | {t['fps']:.2f} ({t_med:.2f}) | {t['fps'] / b['fps']:.2f} "
-            f"({t_med / b_med:.2f}) | {won} of {args.rounds} | {stages} |"
-        )
+    lines += ["", *comparison_table(args.modes, best, rates, ("fp32", "bf16"), ("fp32", "bf16"), args.frames)]
     lines += [
         "",
         "bf16 against fp32 outputs:",

@@ -21,13 +21,20 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-from command import add_speed_options, command_line, difference_line, report_head, write_report
+from command import (
+    add_speed_options,
+    command_line,
+    comparison_table,
+    difference_line,
+    report_head,
+    tree_name,
+    write_report,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -96,16 +103,7 @@ def main() -> None:
     rev = subprocess.run(
         ["git", "-C", str(ROOT), "rev-parse", "--short", args.baseline], capture_output=True, text=True, check=True
     ).stdout.strip()
-    head = subprocess.run(
-        ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
-    ).stdout.strip()
-    dirty = subprocess.run(
-        ["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no", "src"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
-    this = f"{head}{' + uncommitted changes' if dirty else ''}"
+    this = tree_name(ROOT)
 
     import numpy as np
     import torch
@@ -151,21 +149,8 @@ def main() -> None:
         f"1-minute load average {load_before:.1f} before and {load_after:.1f} after the run.",
         args.note,
     )
-    lines += [
-        "",
-        "| mode | baseline: best (median) frames/s | this tree: best (median) | ratio of bests (of medians) "
-        "| rounds this tree was faster | stages of this tree (ms per frame) |",
-        "|---|---:|---:|---:|---:|---|",
-    ]
-    for mode in args.modes:
-        b, t = best["baseline", mode], best["this", mode]
-        b_med, t_med = statistics.median(rates["baseline", mode]), statistics.median(rates["this", mode])
-        won = sum(x > y for x, y in zip(rates["this", mode], rates["baseline", mode], strict=True))
-        stages = ", ".join(f"{k} {v / args.frames * 1000:.0f}" for k, v in (t.get("stages") or {}).items())
-        lines.append(
-            f"| {mode} | {b['fps']:.2f} ({b_med:.2f}) | {t['fps']:.2f} ({t_med:.2f}) | {t['fps'] / b['fps']:.2f} "
-            f"({t_med / b_med:.2f}) | {won} of {args.rounds} | {stages} |"
-        )
+    names, labels = ("baseline", "this"), ("baseline", "this tree")
+    lines += ["", *comparison_table(args.modes, best, rates, names, labels, args.frames)]
     lines += [
         "",
         difference_line(12, "this - baseline", diff, int((levels != 0).sum()), levels.numel(), int(levels.abs().max())),

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import statistics
+import subprocess
 from pathlib import Path
+from typing import Any
 
 SHOWN = ("frames", "rounds", "size", "threads")
 """Options the reproducing command line names when they differ from their defaults."""
@@ -38,6 +41,56 @@ def write_report(lines: list[str], out: str | Path) -> None:
     text = "\n".join(lines)
     print(text)
     Path(out).write_text(text, encoding="utf-8")
+
+
+def tree_name(root: Path) -> str:
+    """This working tree's short commit, with ``+ uncommitted changes`` when ``src`` differs from it."""
+    head = subprocess.run(
+        ["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    dirty = subprocess.run(
+        ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no", "src"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    return f"{head}{' + uncommitted changes' if dirty else ''}"
+
+
+def comparison_table(
+    modes: list[str],
+    best: dict[tuple[str, str], dict[str, Any]],
+    rates: dict[tuple[str, str], list[float]],
+    names: tuple[str, str],
+    labels: tuple[str, str],
+    frames: int,
+) -> list[str]:
+    """Markdown table of alternating rounds of two measured sides ``names = (reference, candidate)``.
+
+    Args:
+        modes: benchmark modes, one row each.
+        best: the best round of each (side, mode): ``{"fps": ..., "stages": {stage: seconds}}``.
+        rates: frames/s of every round of each (side, mode), the rounds in order.
+        names: the keys of the reference and the candidate in ``best`` and ``rates``.
+        labels: how the header names them (e.g. ``("baseline", "this tree")``).
+        frames: timed frames per round (the stages are per frame).
+    """
+    ref, new = names
+    lines = [
+        f"| mode | {labels[0]}: best (median) frames/s | {labels[1]}: best (median) | ratio of bests (of medians) "
+        f"| rounds {labels[1]} was faster | stages of {labels[1]} (ms per frame) |",
+        "|---|---:|---:|---:|---:|---|",
+    ]
+    for mode in modes:
+        b, t = best[ref, mode], best[new, mode]
+        b_med, t_med = statistics.median(rates[ref, mode]), statistics.median(rates[new, mode])
+        won = sum(x > y for x, y in zip(rates[new, mode], rates[ref, mode], strict=True))
+        stages = ", ".join(f"{k} {v / frames * 1000:.0f}" for k, v in (t.get("stages") or {}).items())
+        lines.append(
+            f"| {mode} | {b['fps']:.2f} ({b_med:.2f}) | {t['fps']:.2f} ({t_med:.2f}) | {t['fps'] / b['fps']:.2f} "
+            f"({t_med / b_med:.2f}) | {won} of {len(rates[new, mode])} | {stages} |"
+        )
+    return lines
 
 
 def difference_line(frames: int, compared: str, largest: float, changed: int, total: int, levels: int) -> str:
