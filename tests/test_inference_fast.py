@@ -223,6 +223,25 @@ def test_graph_buffers_stream_like_plain_calls(monkeypatch: pytest.MonkeyPatch, 
     assert torch.equal(derainer.derain_clip(clip), out) and EagerGraph.captured == 2  # replayed, not captured
 
 
+def test_graphs_of_compiled_calls_warm_up_on_the_captured_batch(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With a compiled model the graph stand-in is warmed up on whole batches (compilation before capture); the
+    output is the plain calls' (``backend="eager"``: traced by the compiler, not code-generated, to stay fast)."""
+    import estinet.inference.tiles as tiles
+    from estinet.inference.compiled import CompiledSeam
+
+    monkeypatch.setattr(tiles, "GraphedCall", EagerGraph)
+    clip = moving(7, 40, 56, shift=2.3)
+    derainer = Derainer(tiny_model(), device="cpu", batch=4, tile=0, workers=1)
+    reference = derainer.derain_clip(clip)
+    seam = CompiledSeam(derainer.model, mode=None, backend="eager")
+    derainer.tiler = dataclasses.replace(derainer.tiler, model=seam, cuda_graphs=True, batched_align=True)
+    EagerGraph.captured = EagerGraph.whole_warmups = 0
+    out = derainer.derain_clip(clip)
+    assert EagerGraph.captured == 2 and EagerGraph.whole_warmups == 2
+    assert (out - reference).abs().max() < 1e-5
+    assert derainer.setup_seconds() > 0.0
+
+
 @pytest.mark.parametrize(
     "shifts",
     [[(0.0, 0.0)] * 3, [(0.0, 1.5), (0.0, -2.0), (0.0, 0.0)], [(2.0, 0.0), (-1.0, 0.0), (0.0, 0.0)]],

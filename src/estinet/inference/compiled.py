@@ -50,19 +50,21 @@ class CompiledSeam:
         model: an eval-mode :class:`~estinet.models.estinet.ESTINet` (or any module with the streaming seam).
         mode: ``torch.compile``'s mode (None: its default; CUDA graphs are captured by the tiler, not by the
             compiler).
+        backend: ``torch.compile``'s backend (``inductor``, the one that generates fused kernels; ``eager`` only
+            traces, for tests).
 
     Attributes:
         seconds: wall time of the calls that compiled (the first call per input signature), summed.
     """
 
-    def __init__(self, model: nn.Module, mode: str | None = None) -> None:
+    def __init__(self, model: nn.Module, mode: str | None = None, backend: str = "inductor") -> None:
         os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(compile_cache_dir()))
         self.model = model
         self.seconds = 0.0
         self._seen: set[tuple[Any, ...]] = set()
         self._lock = threading.Lock()
-        self._features = torch.compile(self._frame_terms, dynamic=False, mode=mode)
-        self._windows = torch.compile(self._refined, dynamic=False, mode=mode)
+        self._features = torch.compile(self._frame_terms, dynamic=False, mode=mode, backend=backend)
+        self._windows = torch.compile(self._refined, dynamic=False, mode=mode, backend=backend)
 
     def _frame_terms(self, padded: Tensor) -> tuple[Tensor, Tensor]:
         features = self.model.frame_features(padded)

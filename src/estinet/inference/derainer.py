@@ -327,7 +327,6 @@ class Derainer:
                 batched_align=self.device.type == "cuda",
                 cuda_graphs=self.cuda_graphs,
                 workers=pool,
-                compiled=self.compile,
             )
         """The per-frame and per-window calls, whole or in tiles."""
         # ring-buffer terms are half precision only under autocast (onnxruntime's come back as float32)

@@ -56,8 +56,9 @@ class GraphedCall:
         side = torch.cuda.Stream(device)
         side.wait_stream(torch.cuda.current_stream(device))
         with torch.cuda.stream(side), runtime.autocast(device, amp_dtype, cache=False):
-            for _ in range(WARMUP_CALLS):  # on the first item only: an eager call of the whole batch would peak
-                # at the eager footprint, several times the graph's (bench-gpu.md)
+            # on the first item only (an eager call of the whole batch would peak at the eager footprint, several
+            # times the graph's: bench-gpu.md), unless a compiled fn has to see the captured shapes first
+            for _ in range(WARMUP_CALLS):
                 fn(*(self.inputs if warmup_whole else [t[:1] for t in self.inputs]))
         torch.cuda.current_stream(device).wait_stream(side)
         self.pool = torch.cuda.graph_pool_handle() if pool is None else pool

@@ -72,7 +72,8 @@ class Tiler:
     """A prepared model's per-frame and per-window calls, whole or in tiles, under its precision.
 
     Attributes:
-        model: an eval-mode :class:`ESTINet` or :class:`OfficialESTINet` (the streaming seam).
+        model: an eval-mode :class:`ESTINet` or :class:`OfficialESTINet` (the streaming seam), or a
+            :class:`~estinet.inference.compiled.CompiledSeam` of one.
         align: tile cores start at multiples of this.
         stride: the model's ``temporal_stride`` (resolution of the ``low`` per-frame terms).
         device: where the model runs.
@@ -84,8 +85,6 @@ class Tiler:
         graphs: the captured graphs by call and shape (filled in as shapes appear; they share one memory pool).
         workers: CPU frame-parallel workers (:class:`FrameWorkers`): the frames of a per-frame call and the windows of
             a per-window call are computed apart, at once, each on a worker thread; None: as one batch.
-        compiled: ``model`` is a :class:`~estinet.inference.compiled.CompiledSeam` (CUDA graphs then warm up on
-            whole batches, so that the compilation happens before the capture).
     """
 
     model: nn.Module | CompiledSeam
@@ -97,14 +96,15 @@ class Tiler:
     cuda_graphs: bool = False
     graphs: dict[tuple[Any, ...], GraphedCall] = field(default_factory=dict, compare=False, repr=False)
     workers: FrameWorkers | None = field(default=None, compare=False)
-    compiled: bool = False
 
     def _graph(self, key: tuple[Any, ...], fn: Any, example: list[Tensor]) -> GraphedCall:
         """The graph for ``key``, captured from ``example`` inputs on first use (one memory pool per tiler)."""
         graph = self.graphs.get(key)
         if graph is None:
             pool = next(iter(self.graphs.values())).pool if self.graphs else None
-            graph = self.graphs[key] = GraphedCall(fn, example, self.amp_dtype, pool=pool, warmup_whole=self.compiled)
+            # a compiled model is compiled for the captured shapes in the warm-up, before the capture
+            whole = isinstance(self.model, CompiledSeam)
+            graph = self.graphs[key] = GraphedCall(fn, example, self.amp_dtype, pool=pool, warmup_whole=whole)
         return graph
 
     def graph_seconds(self) -> float:
