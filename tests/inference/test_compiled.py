@@ -64,12 +64,14 @@ def test_cpu_inference_forms_step_aside_for_the_compiler() -> None:
 
 
 @pytest.mark.skipif(not CUDA, reason="needs CUDA")
-def test_compiled_cuda_graphs_equal_eager_on_cuda() -> None:
+@pytest.mark.parametrize("half", [False, True])
+def test_compiled_cuda_graphs_equal_eager_on_cuda(half: bool) -> None:
     clip = moving(9, 64, 96, shift=2.3).cuda()
-    eager = Derainer("tiny", device="cuda", half=False, tile=0, batch=4, cuda_graphs=False).derain_clip(clip)
-    fast = Derainer("tiny", device="cuda", half=False, tile=0, batch=4, cuda_graphs=True, compile=True)
+    eager = Derainer("tiny", device="cuda", half=half, tile=0, batch=4, cuda_graphs=False).derain_clip(clip)
+    fast = Derainer("tiny", device="cuda", half=half, tile=0, batch=4, cuda_graphs=True, compile=True)
     out = fast.derain_clip(clip)
-    assert (out - eager).abs().max() < 1e-4
+    # fp16 autocast: the compiled kernels round differently from the eager ones, well inside one 8-bit level
+    assert (out - eager).abs().max() < (2e-3 if half else 1e-4)
     assert fast.setup_seconds() > 0.0
 
 
