@@ -57,6 +57,7 @@ from estinet.config import ModelConfig, preset_config, to_dict
 from estinet.errors import EstinetError
 from estinet.models.estinet import PAD_MULTIPLE, ESTINet
 from estinet.models.official import OfficialESTINet
+from estinet.runtime import cache_dir as estinet_cache_dir
 from estinet.runtime import remove_stale_partials
 
 __all__ = [
@@ -642,10 +643,7 @@ def _commit_folder(tmp: Path, out: Path) -> None:
 
 def default_cache_dir() -> Path:
     """``$ESTINET_CACHE_DIR/onnx``, else ``$XDG_CACHE_HOME/estinet/onnx``, else ``~/.cache/estinet/onnx``."""
-    if os.environ.get("ESTINET_CACHE_DIR"):
-        return Path(os.environ["ESTINET_CACHE_DIR"]) / "onnx"
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "estinet" / "onnx"
+    return estinet_cache_dir("onnx")
 
 
 def cache_key(digest: str, opset: int, precision: str) -> str:

@@ -277,6 +277,15 @@ def write_text_atomic(path: str | Path, text: str) -> Path:
     return path
 
 
+def cache_dir(name: str) -> Path:
+    """estinet's cache folder ``name``: ``$ESTINET_CACHE_DIR/name``, else ``$XDG_CACHE_HOME/estinet/name``, else
+    ``~/.cache/estinet/name`` (not created here)."""
+    if os.environ.get("ESTINET_CACHE_DIR"):
+        return Path(os.environ["ESTINET_CACHE_DIR"]) / name
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "estinet" / name
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # 8-bit frames
 # ---------------------------------------------------------------------------------------------------------------------

@@ -24,17 +24,15 @@ import torch
 from torch import Tensor, nn
 
 from estinet.models.estinet import FrameFeatures
+from estinet.runtime import cache_dir
 
 __all__ = ["CompiledSeam", "compile_cache_dir"]
 
 
 def compile_cache_dir() -> Path:
     """The compiler's disk cache: ``$ESTINET_CACHE_DIR/inductor``, else ``$XDG_CACHE_HOME/estinet/inductor``, else
-    ``~/.cache/estinet/inductor``."""
-    if os.environ.get("ESTINET_CACHE_DIR"):
-        return Path(os.environ["ESTINET_CACHE_DIR"]) / "inductor"
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "estinet" / "inductor"
+    ``~/.cache/estinet/inductor`` (:func:`estinet.runtime.cache_dir`)."""
+    return cache_dir("inductor")
 
 
 def _signature(args: tuple[Tensor, ...]) -> tuple[Any, ...]:

@@ -399,8 +399,7 @@ class Derainer:
     def setup_seconds(self) -> float:
         """Seconds of one-off set-up so far: ``torch.compile`` compilation and CUDA-graph capture (0 without
         either)."""
-        setup = getattr(self.tiler, "setup_seconds", None)
-        return float(setup()) if setup is not None else 0.0
+        return self.tiler.setup_seconds()
 
     def plan_for(self, height: int, width: int, available: int | None = None) -> Plan:
         """Choose tiles and batch for frames of ``height`` x ``width`` (:func:`~estinet.inference.plan.plan_frames`).
