@@ -89,15 +89,20 @@ def bench_clip_frames(count: int, height: int, width: int) -> list:
 
 
 def real_frames(folder: Path, count: int) -> list:
-    """The first ``count`` frames of a folder of RGB images, as float (3, H, W) tensors."""
-    import numpy as np
-    import torch
-    from PIL import Image
+    """The first ``count`` frames of a video or a folder of images (:func:`estinet.data.video_io.open_frames`), as
+    float (3, H, W) tensors."""
+    from itertools import islice
 
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in {".jpg", ".jpeg", ".png"})[:count]
-    if not files:
-        raise SystemExit(f"no .jpg/.png frames in {folder}; pass a folder of frames to --real")
-    return [torch.from_numpy(np.array(Image.open(p).convert("RGB"))).permute(2, 0, 1).float().div(255) for p in files]
+    import torch
+
+    from estinet.data.video_io import VideoIOError, open_frames
+
+    try:
+        with open_frames(folder) as source:
+            frames = list(islice(source, count))
+    except VideoIOError as error:
+        raise SystemExit(f"--real {folder}: {error}") from error
+    return [torch.from_numpy(frame).permute(2, 0, 1).float().div(255) for frame in frames]
 
 
 def main() -> None:
@@ -108,7 +113,7 @@ def main() -> None:
         threads_help="torch threads (default: one per core)",
         out=ROOT / "docs" / "results" / "cpu-precision.md",
     )
-    parser.add_argument("--real", type=Path, help="also compare the outputs on this folder of real frames")
+    parser.add_argument("--real", type=Path, help="also compare the outputs on these real frames (folder or video)")
     parser.add_argument("--real-frames", type=int, default=16, help="frames of --real compared (default 16)")
     args = parser.parse_args()
     if args.threads is not None:
