@@ -1,8 +1,8 @@
 """Where a derainer changes the pixels the rain left alone: error on the background by distance to the rain.
 
 On held-out benchmark columns (``benchmarks/heldout.py``: 12 clips x 9 frames at 224x224; background = the pixels
-the renderer left rain-free, ``alpha == 0``), the luma error ``Y(output) - Y(clean)`` (BT.601, 8-bit levels) of the
-background pixels is split two ways:
+the renderer left rain-free, ``alpha == 0``), the luma error ``Y(output) - Y(clean)`` of the background pixels (the
+metric protocol's BT.601 Y, ``estinet.metrics.rgb_to_y``, on its 16-235 scale) is split two ways:
 
 - by the pixel's distance to the nearest rain pixel of its frame (Euclidean, pixels): RMS, mean (bias) and share of
   the background's squared error per distance band. Errors that leak from removed streaks sit in the first bands;
@@ -29,8 +29,9 @@ import torch
 from scipy.ndimage import distance_transform_edt, gaussian_filter
 
 from estinet.data.windows import window_indices
-from estinet.evaluate import input_predictor, open_eval_dataset
+from estinet.evaluate import eval_sequences, input_predictor, open_eval_dataset
 from estinet.inference import Derainer
+from estinet.metrics import rgb_to_y
 from estinet.runtime import frames_to_uint8
 from heldout import BENCHMARKS, CLIPS, CROP, FRAMES, SEED
 
@@ -39,14 +40,7 @@ COLUMNS = {**BENCHMARKS, "still-light": {"rain": "light", "camera": "static"}}
 BANDS = (0.0, 1.0, 2.0, 4.0, 8.0, 16.0, float("inf"))
 """Distance bands (pixels) to the nearest rain pixel: (lo, hi]."""
 
-LUMA = np.array([0.299, 0.587, 0.114])
-
 Predictor = Callable[[Iterable[np.ndarray]], Iterator[np.ndarray]]
-
-
-def luma(frame: np.ndarray) -> np.ndarray:
-    """BT.601 luma (H, W) in 8-bit levels of a uint8 (H, W, 3) frame."""
-    return frame.astype(np.float64) @ LUMA
 
 
 def coarse_predictor(derainer: Derainer) -> Predictor:
@@ -75,16 +69,15 @@ def analyse(predict: Predictor, column: str) -> dict[str, object]:
     bands = len(BANDS) - 1
     se, total, count = np.zeros(bands), np.zeros(bands), np.zeros(bands)
     low = high = blur = 0.0
-    for i in range(len(data)):
-        sample = data[i]
-        rainy = (sample["rainy"].permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)
-        clean = (sample["clean"].permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)
-        alpha = sample["rain_alpha"].numpy()
-        for t, out in enumerate(predict(iter(list(rainy)))):
-            background = alpha[t] == 0
+    for sequence in eval_sequences(data):
+        frames = list(sequence.frames())
+        for frame, out in zip(frames, predict(f.rainy for f in frames), strict=True):
+            assert frame.alpha is not None  # synthetic rain carries its opacity
+            background = frame.alpha == 0
             if not background.any():
                 continue
-            error = luma(out) - luma(clean[t])
+            y_clean = rgb_to_y(frame.clean)
+            error = rgb_to_y(out) - y_clean
             distance = distance_transform_edt(background)  # to the nearest rain pixel (alpha > 0)
             for k in range(bands):
                 band = background & (distance > BANDS[k]) & (distance <= BANDS[k + 1])
@@ -93,7 +86,7 @@ def analyse(predict: Predictor, column: str) -> dict[str, object]:
                 count[k] += int(band.sum())
             smooth = gaussian_filter(error, 3.0)
             fine = error - smooth
-            detail = luma(clean[t]) - gaussian_filter(luma(clean[t]), 1.5)
+            detail = y_clean - gaussian_filter(y_clean, 1.5)
             gain = float((fine[background] * detail[background]).sum()) / max(
                 float((detail[background] ** 2).sum()), 1e-9
             )
