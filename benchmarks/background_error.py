@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from scipy.ndimage import distance_transform_edt, gaussian_filter
 
+from command import derainer_for
 from estinet.data.windows import window_indices
 from estinet.evaluate import eval_sequences, input_predictor, open_eval_dataset
 from estinet.inference import Derainer
@@ -120,7 +121,11 @@ def band_name(band: tuple[float, float]) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--weights", default="tiny", help="comma-separated shipped names, weights files or 'input'")
+    parser.add_argument(
+        "--weights",
+        default="tiny",
+        help="comma-separated shipped names, weights files (NAME+lift: lift the veil) or 'input'",
+    )
     parser.add_argument("--columns", default="light,pan", help="comma-separated held-out video columns")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--coarse", action="store_true", help="score the coarse centre frame (still-camera columns)")
@@ -141,7 +146,7 @@ def main() -> int:
         if name == "input":
             predict: Predictor = input_predictor
         else:
-            derainer = Derainer(name, device="cpu")
+            derainer = derainer_for(name)
             predict = coarse_predictor(derainer) if args.coarse else derainer.derain_frames
         label = f"{name} (coarse)" if args.coarse and name != "input" else name
         for column in columns:

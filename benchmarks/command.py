@@ -99,3 +99,32 @@ def difference_line(frames: int, compared: str, largest: float, changed: int, to
         f"Outputs on the benchmark's panning clip ({frames} frames): largest |{compared}| {largest:.1e}; "
         f"{changed} of the {total:,} 8-bit output values differ, by at most {levels} level(s)."
     )
+
+
+LIFT_SUFFIX = "+lift"
+"""Appended to a weights name in a benchmark's ``--weights`` list: derain with ``lift_veil=True``."""
+
+
+def derainer_for(spec: str, **options: Any) -> Any:
+    """A CPU :class:`~estinet.inference.Derainer` for one entry of a ``--weights`` list (``NAME`` or ``NAME+lift``).
+
+    Args:
+        spec: a shipped name or weights file, with :data:`LIFT_SUFFIX` to lift the veil as well.
+        **options: further Derainer arguments.
+
+    Returns:
+        The Derainer.
+    """
+    from estinet.inference import Derainer
+
+    name = spec.removesuffix(LIFT_SUFFIX)
+    return Derainer(name, device="cpu", lift_veil=spec.endswith(LIFT_SUFFIX), **options)
+
+
+def weights_label(spec: str) -> str:
+    """A short label of a ``--weights`` entry: the file's stem (or the shipped name), and ``+lift`` when lifting."""
+    name = spec.removesuffix(LIFT_SUFFIX)
+    stem = Path(name).stem if name.endswith((".safetensors", ".pt")) else name
+    if stem in ("model", "best", "last"):  # a run folder's weights: name the run
+        stem = Path(name).parent.name
+    return stem + (LIFT_SUFFIX if spec.endswith(LIFT_SUFFIX) else "")

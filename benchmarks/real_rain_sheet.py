@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from estinet import Derainer
+from command import derainer_for, weights_label
 from estinet.data.rain_stats import rain_layer_tophat
 from estinet.metrics import rgb_to_y
 
@@ -55,7 +55,9 @@ def main() -> None:
     """Derain every real input with every model and write the sheet."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--real", type=Path, required=True)
-    parser.add_argument("--weights", default="tiny", help="comma-separated shipped names or weights files")
+    parser.add_argument(
+        "--weights", default="tiny", help="comma-separated shipped names or weights files (NAME+lift: lift the veil)"
+    )
     parser.add_argument("--frames", type=int, default=15, help="frames of a sequence to derain (middle one shown)")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "images" / "real_rain.png")
     parser.add_argument("--width", type=int, default=360, help="width of one tile in the sheet")
@@ -72,7 +74,7 @@ def main() -> None:
         if len(corner) != 2 or not all(0.0 <= v <= 1.0 for v in corner):
             parser.error(f"--region takes two fractions X,Y in [0, 1], got {args.region!r}")
     names = [w.strip() for w in args.weights.split(",") if w.strip()]
-    derainers = {name: Derainer(weights=name, device="cpu") for name in names}
+    derainers = {name: derainer_for(name) for name in names}
     items = sorted(p for p in args.real.iterdir() if p.is_dir() or p.suffix.lower() in (".jpg", ".jpeg", ".png"))
     rows: list[list[tuple[str, np.ndarray]]] = []
     for item in items:
@@ -84,11 +86,11 @@ def main() -> None:
             out = list(derainer.derain_frames(iter(frames)))[mid]
             change = np.abs(rgb_to_y(out) - rgb_to_y(frames[mid]))
             print(
-                f"{item.name} {Path(name).stem}: mean |change| {change.mean():.2f} levels, "
+                f"{item.name} {weights_label(name)}: mean |change| {change.mean():.2f} levels, "
                 f"{100 * (change > 2).mean():.1f}% of pixels changed by more than 2 levels, "
                 f"top-hat rain layer {streaks_in:.2f} -> {rain_layer_tophat(out).mean():.2f} levels"
             )
-            outputs.append((Path(name).stem, out))
+            outputs.append((weights_label(name), out))
         rows.append([(f"{item.name}: {label}", img) for label, img in outputs])
         where = "centre" if corner is None else f"at {args.region}"
         rows.append([(f"{item.name} ({where}, 4x): {label}", crop(img, corner)) for label, img in outputs])

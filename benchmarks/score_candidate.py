@@ -74,6 +74,7 @@ def main() -> int:
     change.add_argument("--soft-threshold", type=float, default=0.0, help="shrink the residual by this many levels")
     change.add_argument("--darken-only", action="store_true", help="keep only the output's darkening changes")
     parser.add_argument("--only", help="comma-separated columns to score (default: every column)")
+    parser.add_argument("--lift-veil", action="store_true", help="lift the veil too (weights with a veil head)")
     args = parser.parse_args()
     columns = [c.strip() for c in args.only.split(",")] if args.only else list(BENCHMARKS)
     unknown = sorted(set(columns) - set(BENCHMARKS))
@@ -81,11 +82,11 @@ def main() -> int:
         parser.error(f"unknown columns {unknown}; the columns are {', '.join(BENCHMARKS)}")
     reference = json.loads(Path(args.reference).read_text())[args.label]
     if args.weights == "input":
-        if args.soft_threshold > 0 or args.darken_only:
-            parser.error("the rainy input has no residual to change; drop --soft-threshold / --darken-only")
+        if args.soft_threshold > 0 or args.darken_only or args.lift_veil:
+            parser.error("the rainy input has no residual to change; drop --soft-threshold, --darken-only, --lift-veil")
         predict = input_predictor
     else:
-        derainer = Derainer(args.weights, device="cpu")
+        derainer = Derainer(args.weights, device="cpu", lift_veil=args.lift_veil)
         predict = derainer.derain_frames
         if args.soft_threshold > 0:
             predict = adjusted(derainer, soft_threshold(args.soft_threshold))

@@ -568,3 +568,67 @@ def test_gate_lr_scale_gives_the_gate_its_own_rate(tmp_path: Path, pairs: Path) 
     )
     plain = Trainer(_config(pairs, *tiny, "model.rain_gate=true"), out_dir=tmp_path / "p")
     assert len(plain.optimizer.param_groups) == 1  # scale 1: one group, as without a gate
+
+
+def _veil_config(still: Path, *extra: str) -> ExperimentConfig:
+    return load_experiment(
+        None,
+        [
+            "data.train=synthetic:heavy,light",
+            f"data.clean=[{still}]",
+            "data.val=null",
+            "data.crop=32",
+            "data.batch_size=2",
+            "data.workers=0",
+            "data.epoch_samples=8",
+            "model.variant=estinet",
+            "model.preset=tiny",
+            "model.veil_head=true",
+            "train.stage1_steps=0",
+            "train.stage2_steps=3",
+            "train.gate_lr_scale=10",
+            "train.progress=false",
+            "train.log_every=1",
+            "train.val_every=0",
+            "train.ckpt_every=0",
+            "train.threads=1",
+            "train.device=cpu",
+            *extra,
+        ],
+    )
+
+
+def test_epoch_view_keeps_the_rain_mask_and_veiled_target_of_synthetic_rain(stills: tuple[Path, Path]) -> None:
+    from estinet.train.sampling import EpochView, collate
+
+    data = SyntheticRain([stills[0]], preset="heavy", seed=1, crop=32, length=4, veiled=True)
+    batch = collate([EpochView(data)[(0, i)] for i in range(2)])
+    assert set(batch) == {"rainy", "clean", "rain_mask", "veiled"}
+    assert batch["rain_mask"].shape == (2, 5, 32, 32) and batch["veiled"].shape == (2, 5, 3, 32, 32)
+    assert torch.equal(batch["veiled"][1], data[1]["veiled"])
+    assert torch.equal(batch["rain_mask"][0], data[0]["rain_mask"])
+
+
+def test_veil_head_is_added_to_trained_weights_and_learns_from_the_veiled_targets(
+    tmp_path: Path, stills: tuple[Path, Path], pairs: Path
+) -> None:
+    torch.manual_seed(7)
+    plain = preset_config("estinet", "tiny")
+    start = save_weights(build_model(plain), plain, tmp_path / "plain.safetensors")
+    trainer = Trainer(_veil_config(stills[0], f"train.init_from={start}"), out_dir=tmp_path / "v")
+    state = trainer.core.state_dict()
+    shipped, _ = load_model(str(start))
+    assert {k.split(".")[0] for k in state if k not in shipped.state_dict()} == {"veil"}
+    assert _same_tensors({k: v for k, v in state.items() if not k.startswith("veil.")}, shipped.state_dict())
+    rates = sorted(group["lr"] for group in trainer.optimizer.param_groups)  # the new head at its own rate
+    assert len(rates) == 2 and rates[1] == pytest.approx(10 * rates[0])
+    before = trainer.core.veil.out.weight.detach().clone()
+    trainer.fit()
+    assert not torch.equal(trainer.core.veil.out.weight, before)  # the veil loss reached the head
+    lines = [json.loads(line) for line in (tmp_path / "v" / "metrics.jsonl").read_text().splitlines()]
+    assert all(line["l_veil"] >= 0 for line in lines if line["kind"] == "train")
+    loaded, config = load_model(tmp_path / "v" / "model.safetensors")
+    assert config.veil_head and torch.equal(loaded.veil.out.weight, trainer.core.veil.out.weight)
+    folders = _config(pairs, "model.variant=estinet", "model.preset=tiny", "model.veil_head=true")
+    with pytest.raises(ConfigError, match=r"model\.veil_head trains on rain whose veil is known"):
+        Trainer(folders, out_dir=tmp_path / "f")

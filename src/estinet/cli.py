@@ -80,6 +80,7 @@ DERAINER_OPTIONS = (
     "backend",
     "onnx_dir",
     "compile",
+    "lift_veil",
 )
 """``derain`` options that are :class:`~estinet.inference.Derainer` arguments of the same name."""
 
@@ -388,6 +389,12 @@ def _add_derain(sub: Subcommands) -> None:
     motion.add_argument("--motion", dest="motion", action="store_true", default=None, help="force motion compensation")
     motion.add_argument("--no-motion", dest="motion", action="store_false", help="disable motion compensation")
     p.add_argument("--official-windows", action="store_true", help="the authors' window padding (official weights)")
+    p.add_argument(
+        "--lift-veil",
+        action="store_true",
+        help="also lift the veil of haze that dense rain leaves (weights with a veil head; default: keep it, and "
+        "leave the tones of the footage alone)",
+    )
     p.add_argument(
         "--backend",
         choices=("torch", "onnxruntime"),

@@ -69,6 +69,10 @@ class ModelConfig:
         rain_gate_evidence: what the rain gate sees: ``features`` (ESTM's features and the two proposed residuals)
             or ``temporal`` (those and the centre frame minus the median of the aligned window: rain is transient,
             texture is not). Needs ``rain_gate``.
+        veil_head: the derainer is trained to keep the veiling haze of rain (its target is the clean frame under
+            the veil) and a small head estimates the veil, so that lifting it is a separate, optional step
+            (:mod:`estinet.models.veil`, ``estinet derain --lift-veil``). Needs synthetic training data (the
+            renderer knows the veil). Off in the presets.
     """
 
     variant: str = "estinet"
@@ -90,6 +94,7 @@ class ModelConfig:
     init: str = "kaiming"
     rain_gate: bool = False
     rain_gate_evidence: str = "features"
+    veil_head: bool = False
 
     def __post_init__(self) -> None:
         _check_choice("variant", self.variant, VARIANTS)
@@ -121,6 +126,10 @@ class ModelConfig:
         if self.rain_gate and self.variant != "estinet":
             raise ConfigError(f"model.rain_gate needs ESTM (variant estinet), not {self.variant!r}; set it to false")
         _check_choice("rain_gate_evidence", self.rain_gate_evidence, GATE_EVIDENCE)
+        if not isinstance(self.veil_head, bool):
+            raise ConfigError(f"model.veil_head must be true or false, got {self.veil_head!r}")
+        if self.veil_head and self.variant == "official":
+            raise ConfigError("model.veil_head is not part of the authors' released model; set it to false")
         if self.rain_gate_evidence != "features" and not self.rain_gate:
             raise ConfigError(
                 f"model.rain_gate_evidence={self.rain_gate_evidence!r} needs model.rain_gate=true; set both or neither"
@@ -483,8 +492,9 @@ class TrainConfig:
             ``model.rain_gate``; :func:`estinet.losses.derain_loss`).
         detail_weight: weight of the fine-detail term inside L_EST (the MSE of the refined and clean frames minus
             their 5x5 local means, :func:`estinet.losses.high_pass`; thin streaks weigh more there); 0 leaves it out.
-        gate_lr_scale: the rain gate's learning rate is ``lr * gate_lr_scale`` (a gate added to trained weights starts
-            from zero weights and must move much further than the rest).
+        gate_lr_scale: the rain gate's and the veil head's learning rate is ``lr * gate_lr_scale`` (a head added to
+            trained weights starts from scratch and must move much further than the rest).
+        veil_weight: weight of the veil head's loss (needs ``model.veil_head``; :func:`estinet.losses.veil_loss`).
         grad_clip: clip the global gradient norm to this value (0 switches clipping off).
         seed: seed of the model initialisation and of the data order; process ``rank`` seeds its RNGs with
             ``seed + rank``.
@@ -514,6 +524,7 @@ class TrainConfig:
     gate_weight: float = 0.0
     detail_weight: float = 0.0
     gate_lr_scale: float = 1.0
+    veil_weight: float = 1.0
     grad_clip: float = 0.0
     seed: int = 0
     device: str = "auto"
@@ -541,6 +552,7 @@ class TrainConfig:
         _coerce_float("train", self, "gate_weight", 0.0)
         _coerce_float("train", self, "detail_weight", 0.0)
         _coerce_float("train", self, "gate_lr_scale", 0.0, strict=True)
+        _coerce_float("train", self, "veil_weight", 0.0)
         _coerce_float("train", self, "grad_clip", 0.0)
         if self.min_lr > self.lr:
             raise ConfigError(f"train.min_lr ({self.min_lr}) must not exceed train.lr ({self.lr})")

@@ -28,6 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from estinet.models.veil import Veil, lift_veil
+
 __all__ = [
     "BACKGROUND_TOLERANCE",
     "DerainLoss",
@@ -120,11 +122,13 @@ class LossTerms(NamedTuple):
         total: the loss to minimise (scalar).
         sti: L_STI over all frames (scalar).
         est: L_EST of the refined centre frame (scalar), or None when it is not part of the loss.
+        veil: the veil head's loss (scalar, :func:`veil_loss`; included in ``total``), or None without a veil head.
     """
 
     total: Tensor
     sti: Tensor
     est: Tensor | None
+    veil: Tensor | None = None
 
 
 def derain_loss(
@@ -199,6 +203,23 @@ def derain_loss(
     if detail_weight > 0:
         est = est + detail_weight * masked_mse(high_pass(refined), high_pass(clean_c))
     return LossTerms(sti + alpha * est, sti, est)
+
+
+def veil_loss(veil: Veil, veiled: Tensor, clean: Tensor) -> Tensor:
+    """The veil head's loss: the MSE of the true veiled frame lifted by the estimated veil and the clean frame.
+
+    The head learns from the renderer's veil alone (the veiled frame is the target, not the derainer's output),
+    so its loss does not reach the derainer; on rain without a veil it teaches the head to estimate none.
+
+    Args:
+        veil: the head's estimate (:class:`estinet.models.veil.VeilHead`) for the centre frames.
+        veiled: (B, 3, H, W) the clean centre frames under the rain's veil (``SyntheticRain(veiled=True)``).
+        clean: (B, 3, H, W) the clean centre frames.
+
+    Returns:
+        Scalar.
+    """
+    return F.mse_loss(lift_veil(veiled, Veil(veil.haze.float(), veil.light.float())), clean)
 
 
 def high_pass(x: Tensor, size: int = 5) -> Tensor:

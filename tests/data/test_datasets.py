@@ -513,3 +513,35 @@ def test_synthetic_rain_veil_share_drops_the_haze_of_the_other_samples(clean_dir
     assert 2 <= dropped <= 8  # about half of 10
     with pytest.raises(DatasetError, match="veil is a probability"):
         SyntheticRain(srcs, veil=1.5)
+
+
+def test_synthetic_rain_veiled_target_is_the_clean_clip_under_the_veil(clean_dir: Path) -> None:
+    srcs = clean_sources([clean_dir / "clip"])
+    kwargs = {"seed": 6, "num_frames": 3, "crop": 32, "length": 6, "camera": "pan"}
+    for preset in ("heavy", "light"):
+        plain = SyntheticRain(srcs, preset=preset, **kwargs)
+        both = SyntheticRain(srcs, preset=preset, veiled=True, **kwargs)
+        for i in range(len(both)):
+            a, b = plain[i], both[i]
+            for key in ("rainy", "clean", "rain_alpha"):  # the same sample, with one more key
+                assert torch.equal(a[key], b[key]), key
+            assert "veiled" not in a and b["veiled"].shape == b["clean"].shape
+            veil = (b["veiled"] - b["clean"]).abs().amax(dim=1)  # (T, h, w)
+            free = b["rain_alpha"] == 0
+            if preset == "light":  # no haze: the veiled target is the clean clip, and so is rain_mask
+                assert torch.equal(b["veiled"], b["clean"]) and torch.equal(a["rain_mask"], b["rain_mask"])
+            else:  # heavy's haze (0.12) everywhere; the rain-free pixels of the rainy clip are the veiled ones
+                assert (veil > 2 / 255).float().mean() > 0.9
+                assert (b["rainy"] - b["veiled"]).abs().amax(dim=1)[free].max() <= 1 / 255 + 1e-6
+                # rain_mask marks the streaks against the veiled target, not the whole veiled frame
+                assert a["rain_mask"].float().mean() > 0.99 and b["rain_mask"].float().mean() < 0.9
+    # compressed, one-frame and flipped samples carry their veiled target through the same steps
+    exact = SyntheticRain(srcs, preset="heavy", veiled=True, still=1.0, **kwargs)
+    odd = SyntheticRain(srcs, preset="heavy", veiled=True, compression=1.0, still=1.0, **kwargs)
+    for i in range(3):
+        s, e = odd[i], exact[i]
+        assert torch.equal(s["veiled"][0], s["veiled"][1]) and torch.equal(s["clean"][0], s["clean"][1])
+        assert not torch.equal(s["veiled"], e["veiled"])  # through the codec, as the rainy and clean clips
+        free = s["rain_alpha"] == 0
+        to_veiled = (s["rainy"] - s["veiled"]).abs().amax(dim=1)[free].mean()
+        assert to_veiled < (s["rainy"] - s["clean"]).abs().amax(dim=1)[free].mean()

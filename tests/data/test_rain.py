@@ -463,3 +463,32 @@ def test_second_generation_fields_validate() -> None:
     for field_name, value in (("haze_gradient", 1.5), ("env_gain", -1.0), ("lens_drop_radius", 0.0), ("env_bias", 2)):
         with pytest.raises(ValueError, match=field_name):
             RainParams(**{field_name: value})
+
+
+@pytest.mark.parametrize("name", ["heavy", "realistic-heavy", "light"])
+def test_veil_clip_is_the_rainy_frame_without_its_streaks(name: str) -> None:
+    clip = _scene(3, 72, 96, seed=3)
+    p = get_preset(name)
+    p = replace(p, density=p.density / 20, splash_density=0.0)  # sparse enough to leave pixels free of streaks
+    renderer = RainRenderer(p, 72, 96, seed=2)
+    veiled = renderer.veil_clip(clip)  # the haze map is fixed per clip, before or after rendering
+    rainy, alpha = renderer.render_clip(clip)
+    assert veiled.shape == clip.shape and veiled.dtype == np.float32
+    free = alpha < 1e-4  # (nearly) rain-free pixels: the veil alone
+    assert free.mean() > 0.1
+    np.testing.assert_allclose(rainy[free], veiled[free], atol=1e-4)
+    if p.haze == 0:
+        np.testing.assert_array_equal(veiled, clip)
+    else:  # a veil everywhere, deeper (stronger) at the top of the frame where the preset grades it by depth
+        assert (np.abs(veiled - clip).max(axis=-1) > 1 / 255).mean() > 0.9
+        top, bottom = (np.abs(veiled - clip)[:, rows].mean() for rows in (slice(0, 12), slice(-12, None)))
+        assert top > bottom if p.haze_gradient > 0 else top == pytest.approx(bottom, rel=0.2)
+    np.testing.assert_array_equal(renderer.veil_clip(clip[0]), veiled[0])  # one frame works as well
+
+
+def test_veil_clip_rejects_frames_of_another_size_or_type() -> None:
+    renderer = RainRenderer(get_preset("heavy"), H, W, seed=0)
+    with pytest.raises(ValueError, match="expected"):
+        renderer.veil_clip(np.zeros((2, H + 1, W, 3), np.float32))
+    with pytest.raises(ValueError, match="frames_to_float"):
+        renderer.veil_clip(np.zeros((2, H, W, 3), np.uint8))

@@ -812,6 +812,10 @@ class SyntheticRain(Dataset):
             (default) keeps the samples as they were.
         veil: Share of the samples that keep their preset's veiling haze; the others are rendered with ``haze=0``
             (rain without a veil). 1 (default) keeps the samples as they were.
+        veiled: Also return ``veiled``, the clean clip under the sample's veiling haze alone
+            (:meth:`~estinet.data.rain.RainRenderer.veil_clip`; equal to ``clean`` for rain without a veil),
+            compressed, cut to one frame and flipped as the others: the target of a model that keeps the veil and
+            the input of its veil estimate (``model.veil_head``).
 
     Raises:
         DatasetError: If no clean source is available, a preset is unknown, or an argument is invalid.
@@ -832,6 +836,7 @@ class SyntheticRain(Dataset):
         scene_motion: float = 0.0,
         still: float = 0.0,
         veil: float = 1.0,
+        veiled: bool = False,
     ) -> None:
         checked = (("compression", compression), ("scene_motion", scene_motion), ("still", still), ("veil", veil))
         for name, value in checked:
@@ -841,6 +846,7 @@ class SyntheticRain(Dataset):
         self.scene_motion = float(scene_motion)
         self.still = float(still)
         self.veil = float(veil)
+        self.veiled = bool(veiled)
         if sources is None:
             found = training_sources()
             if not found:
@@ -927,25 +933,33 @@ class SyntheticRain(Dataset):
         )  # (T, h, w, 3) uint8, (T, 2)
         h, w = self.crop
         renderer = RainRenderer(params, h, w, seed=rain_seed)
-        rainy, alpha = renderer.render_clip(frames_to_float(clip), shifts)  # (T, h, w, 3), (T, h, w) float32
+        clean = frames_to_float(clip)
+        rainy, alpha = renderer.render_clip(clean, shifts)  # (T, h, w, 3), (T, h, w) float32
         rainy8 = frames_to_uint8(rainy)
-        # where the rain changed the frame, decided before any compression (which changes every pixel a little)
-        changed = (np.abs(rainy8.astype(np.int16) - clip.astype(np.int16)) > RAIN_MASK_LEVELS).any(axis=-1)
+        veiled = frames_to_uint8(renderer.veil_clip(clean)) if self.veiled else None  # (T, h, w, 3) uint8
+        # where the rain changed the frame (its streaks, when the veil is kept), decided before any compression
+        # (which changes every pixel a little)
+        target = clip if veiled is None else veiled
+        changed = (np.abs(rainy8.astype(np.int16) - target.astype(np.int16)) > RAIN_MASK_LEVELS).any(axis=-1)
         if self.compression > 0:
             rng = np.random.default_rng(_sample_seed(self.seed, self.epoch, index, 0xC0DEC))
             if rng.random() < self.compression:
                 setting = random_compression(rng)
                 rainy8, clip = compress_clip(rainy8, setting), compress_clip(clip, setting)
+                if veiled is not None:
+                    veiled = compress_clip(veiled, setting)
         if (
             self.still > 0
             and np.random.default_rng(_sample_seed(self.seed, self.epoch, index, 0x5711)).random() < self.still
         ):
             centre = [self.num_frames // 2] * self.num_frames
             clip, rainy8, alpha, changed = clip[centre], rainy8[centre], alpha[centre], changed[centre]
+            veiled = veiled[centre] if veiled is not None else None
         if flip:
             clip, rainy8, alpha = clip[:, :, ::-1], rainy8[:, :, ::-1], alpha[:, :, ::-1]
             changed = changed[:, :, ::-1]
-        return {
+            veiled = veiled[:, :, ::-1] if veiled is not None else None
+        sample: dict[str, Any] = {
             "rainy": _to_tensor(rainy8),
             "clean": _to_tensor(clip),
             "rain_alpha": torch.from_numpy(np.ascontiguousarray(alpha)),
@@ -954,6 +968,9 @@ class SyntheticRain(Dataset):
             "index": index,
             "preset": name,
         }
+        if veiled is not None:
+            sample["veiled"] = _to_tensor(veiled)
+        return sample
 
 
 # ---------------------------------------------------------------------------------------------------------------------

@@ -930,6 +930,40 @@ class RainRenderer:
             self.render(frames[t], shift, out=(rainy[t], alpha[t]))
         return rainy, alpha
 
+    def veil_clip(self, frames: np.ndarray) -> np.ndarray:
+        """The clean frames under this renderer's veiling haze alone: ``B * (1 - h) + h * V``, no streaks.
+
+        The veil-kept target of a rain model that leaves the veil to a separate step (``model.veil_head``): the
+        rainy frames of :meth:`render_clip` minus their streaks, sparkle, splashes and lens drops. Frames come back
+        unchanged (as float32) when the preset has no haze.
+
+        Args:
+            frames: Clean frames, float (T, H, W, 3) or (H, W, 3) RGB in [0, 1], H and W as given to the
+                constructor.
+
+        Returns:
+            float32 array of the same shape, in [0, 1].
+
+        Raises:
+            ValueError: If the frames are not (..., height, width, 3) floats.
+        """
+        frames = np.asarray(frames)
+        if frames.shape[-3:] != (self.height, self.width, 3) or frames.ndim not in (3, 4):
+            raise ValueError(
+                f"frames have shape {frames.shape}, expected (T, {self.height}, {self.width}, 3) for this renderer"
+            )
+        if not np.issubdtype(frames.dtype, np.floating):
+            raise ValueError(f"frames have dtype {frames.dtype}; convert them with frames_to_float first")
+        p = self.params
+        out = frames.astype(np.float32, copy=True)
+        if p.haze <= 0:
+            return out
+        haze = self._haze_map[..., None] if self._haze_map is not None else np.float32(p.haze)  # (H, W, 1) or ()
+        out *= 1.0 - haze
+        out += haze * np.asarray(p.haze_color, np.float32)
+        np.clip(out, 0.0, 1.0, out=out)
+        return out
+
 
 def synthesize_rain(
     frames: np.ndarray, params: RainParams | str = "light", seed: int = 0

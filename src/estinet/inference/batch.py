@@ -721,6 +721,7 @@ def derain_many(
     backend: str = "torch",
     onnx_dir: str | Path | None = None,
     compile: bool = False,
+    lift_veil: bool = False,
     lossless: bool = False,
     crf: int = 18,
     x264_preset: str = "veryfast",
@@ -768,6 +769,7 @@ def derain_many(
         backend: as :class:`~estinet.inference.Derainer`.
         onnx_dir: as :class:`~estinet.inference.Derainer`.
         compile: as :class:`~estinet.inference.Derainer` (each worker compiles for its own frame sizes).
+        lift_veil: as :class:`~estinet.inference.Derainer`.
         lossless: lossless video outputs.
         crf: x264 quality of H.264 outputs.
         x264_preset: x264 speed preset.
@@ -814,6 +816,7 @@ def derain_many(
             "backend": backend,
             "onnx_dir": None if onnx_dir is None else str(onnx_dir),
             "compile": bool(compile),
+            "lift_veil": bool(lift_veil),
         },
         video={
             "overwrite": overwrite,

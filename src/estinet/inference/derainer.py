@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import warnings
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,7 @@ from estinet.models.estinet import PAD_MULTIPLE, ESTINet
 from estinet.models.estm import TemporalConv3d
 from estinet.models.motion import StreamingMotion, pair_displacements
 from estinet.models.official import OfficialESTINet
+from estinet.models.veil import Veil, lift_veil
 
 __all__ = [
     "BACKENDS",
@@ -190,6 +192,9 @@ class Derainer:
             (:mod:`estinet.inference.compiled`: seconds to a minute per frame size, cached on disk; the time is in
             :meth:`setup_seconds`); with CUDA graphs the compiled calls are captured. Torch backend, ESTINet
             variants with per-frame terms, one CPU worker. Outputs equal the plain calls' to float rounding.
+        lift_veil: also lift the veiling haze of the rain, estimated per frame by the model's veil head
+            (``model.veil_head``, :mod:`estinet.models.veil`; float32, whole frames, any backend). Weights with a veil
+            head keep the veil unless this is on; weights without one cannot take it.
 
     Raises:
         WeightsError: weights that cannot be loaded (missing, corrupt, another architecture).
@@ -220,6 +225,7 @@ class Derainer:
         backend: str = "torch",
         onnx_dir: str | Path | None = None,
         compile: bool = False,
+        lift_veil: bool = False,
     ) -> None:
         if backend not in BACKENDS:
             raise DerainError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
@@ -249,6 +255,14 @@ class Derainer:
                 f"{variant!r} or drop the variant option"
             )
         self.config: ModelConfig = config
+        head = getattr(model, "veil", None)
+        if lift_veil and head is None:
+            raise DerainError(
+                f"these {config.preset} weights have no veil head (model.veil_head), so they cannot lift the veil; "
+                "drop --lift-veil (lift_veil=False) or use weights trained with one"
+            )
+        self.veil_head: nn.Module | None = copy.deepcopy(head).float().to(self.device).eval() if lift_veil else None
+        """The veil estimate applied to every output frame (float32), or None (the veil stays as the model left it)."""
         self.is_official = isinstance(model, OfficialESTINet)
         self.window_size = int(model.num_frames)
         self.centre = int(model.centre)
@@ -455,7 +469,16 @@ class Derainer:
             DerainError: for an empty stream or a frame of another shape.
         """
         self.last_stats = StreamStats()
-        yield from stream(
+        veils: deque[Veil] = deque()  # the veil estimates of the input frames not yet output, in order
+
+        def check(frame: Tensor, index: int, size: tuple[int, int] | None) -> Tensor:
+            frame = self._check_tensor(frame, index, size)
+            if self.veil_head is not None:
+                with torch.inference_mode(), stage_clock(self.last_stats, "veil", self.device, self.profile):
+                    veils.append(self.veil_head(frame[None]))
+            return frame
+
+        outputs = stream(
             frames,
             self.tiler,
             plan_for=self.plan_for,
@@ -463,10 +486,17 @@ class Derainer:
             window_size=self.window_size,
             pad_multiple=self.footprint.pad_multiple,
             motion=StreamingMotion(**self._motion_args) if self.motion else None,
-            check=self._check_tensor,
+            check=check,
             stats=self.last_stats,
             profile=self.profile,
         )
+        if self.veil_head is None:
+            yield from outputs
+            return
+        for out in outputs:
+            with torch.inference_mode(), stage_clock(self.last_stats, "veil", self.device, self.profile):
+                out = lift_veil(out[None], veils.popleft())[0].clamp_(0.0, 1.0)
+            yield out
 
     def _check_tensor(self, frame: Tensor, index: int, size: tuple[int, int] | None) -> Tensor:
         if not isinstance(frame, Tensor) or frame.dim() != 3 or frame.shape[0] != 3:
@@ -566,7 +596,10 @@ class Derainer:
                 disp = window_displacements(positions, [window], [t]).to(self.device)
                 with runtime.autocast(self.device, self.amp_dtype):
                     refined = self.model(clip, disp if self.motion else torch.zeros_like(disp))[1]
-                outputs.append(refined[0].float().clamp(0.0, 1.0))
+                out = refined.float().clamp(0.0, 1.0)  # (1, 3, H, W)
+                if self.veil_head is not None:
+                    out = lift_veil(out, self.veil_head(frames[t][None])).clamp_(0.0, 1.0)
+                outputs.append(out[0])
         return torch.stack(outputs)
 
     def derain_video(

@@ -31,6 +31,7 @@ from estinet.models.motion import GlobalMotion, align_to_centre
 from estinet.models.sicm import SICM, conv3x3, conv_concat
 from estinet.models.stim import STIM
 from estinet.models.upsample import upsample_bilinear
+from estinet.models.veil import VeilHead
 
 PAD_MULTIPLE = 16
 
@@ -111,6 +112,8 @@ class ESTINet(nn.Module):
                 temporal_evidence=config.rain_gate_evidence == "temporal",
             )
         init_weights(self, config.init)
+        # after init_weights: the veil head keeps its own initialisation (no haze at the start)
+        self.veil: VeilHead | None = VeilHead() if config.veil_head else None
 
     # ------------------------------------------------------------------------------------------------------
     def check_input(self, frames: Tensor) -> None:

@@ -53,6 +53,11 @@ def build_train_dataset(config: ExperimentConfig) -> Dataset:
             scene_motion=d.scene_motion,
             still=d.still,
             veil=d.veil,
+            veiled=config.model.veil_head,
+        )
+    if config.model.veil_head:
+        raise ConfigError(
+            f"model.veil_head trains on rain whose veil is known: use synthetic:PRESETS training data, not {d.train!r}"
         )
     if d.clean is not None:
         raise ConfigError(f"data.clean is only used by synthetic: training data, not {d.train!r}; remove it")
@@ -87,13 +92,15 @@ class EpochView(Dataset):
             from estinet.data.datasets import DatasetError
 
             raise DatasetError(f"sample {index} ({sample.get('sequence')}) has no ground truth; train on paired data")
-        return {"rainy": sample["rainy"], "clean": sample["clean"]}  # (T, 3, h, w) each
+        # (T, 3, h, w) each, and what synthetic rain knows besides: rain_mask (T, h, w), veiled (T, 3, h, w)
+        return {key: sample[key] for key in ("rainy", "clean", "rain_mask", "veiled") if key in sample}
 
 
 def collate(samples: list[dict[str, Tensor]]) -> dict[str, Tensor]:
-    """Stack samples into a batch: ``rainy`` and ``clean``, each (B, T, 3, h, w), and ``rain_mask`` (B, T, h, w) when
-    every sample has one (synthetic rain: the pixels the rain changed, known before compression)."""
-    keys = ["rainy", "clean"] + (["rain_mask"] if all("rain_mask" in s for s in samples) else [])
+    """Stack samples into a batch: ``rainy`` and ``clean``, each (B, T, 3, h, w), and ``rain_mask`` (B, T, h, w) and
+    ``veiled`` (B, T, 3, h, w) when every sample has them (synthetic rain: the pixels the rain changed, known before
+    compression; the clean clip under the veil, ``SyntheticRain(veiled=True)``)."""
+    keys = ["rainy", "clean"] + [key for key in ("rain_mask", "veiled") if all(key in s for s in samples)]
     return {key: torch.stack([s[key] for s in samples]) for key in keys}
 
 

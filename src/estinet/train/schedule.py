@@ -24,6 +24,9 @@ from estinet.config import ConfigError, ExperimentConfig, TrainConfig
 
 __all__ = ["Stage", "StageSchedule", "refiner", "stage_end", "stage_index", "stage_optimizer", "stage_plan"]
 
+ADDED_HEADS = ("estm.gate.", "veil.")
+"""Parameter name prefixes of the heads that can be added to trained weights (the rain gate, the veil head)."""
+
 
 @dataclasses.dataclass(frozen=True)
 class Stage:
@@ -126,10 +129,10 @@ def stage_optimizer(
         for p in frozen.parameters():
             p.requires_grad_(False)
     named = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
-    gate = [p for name, p in named if name.startswith("estm.gate.")]
+    gate = [p for name, p in named if name.startswith(ADDED_HEADS)]
     if gate and train.gate_lr_scale != 1.0:
-        # a rain gate added to trained weights starts from zero weights: it gets its own, larger rate
-        rest = [p for name, p in named if not name.startswith("estm.gate.")]
+        # a rain gate or veil head added to trained weights starts from scratch: it gets its own, larger rate
+        rest = [p for name, p in named if not name.startswith(ADDED_HEADS)]
         groups = [{"params": rest, "lr_scale": 1.0}, {"params": gate, "lr_scale": train.gate_lr_scale}]
     else:
         groups = [{"params": [p for _, p in named], "lr_scale": 1.0}]

@@ -245,13 +245,16 @@ def init_from_weights(model: nn.Module, config: ModelConfig, spec: str) -> None:
     except WeightsError as exc:
         raise ConfigError(f"train.init_from: {exc}") from exc
     # the initialisation scheme does not matter once weights are loaded; every other field is the architecture,
-    # except that a rain gate may be added to weights trained without one (it starts open: their function)
+    # except that a rain gate (it starts open: their function) or a veil head may be added to weights trained
+    # without one
     add_gate = config.rain_gate and not stored.rain_gate
+    add_veil = config.veil_head and not stored.veil_head
     wanted = dataclasses.replace(
         config,
         init=stored.init,
         rain_gate=stored.rain_gate if add_gate else config.rain_gate,
         rain_gate_evidence=stored.rain_gate_evidence if add_gate else config.rain_gate_evidence,
+        veil_head=stored.veil_head if add_veil else config.veil_head,
     )
     if stored != wanted:
         stored_fields, wanted_fields = to_dict(stored), to_dict(wanted)
@@ -264,6 +267,7 @@ def init_from_weights(model: nn.Module, config: ModelConfig, spec: str) -> None:
             f"train.init_from={spec!r} holds weights of the {stored.variant}/{stored.preset} model, which differs from "
             f"the config's model in {differ}; set the model section to match those weights or drop train.init_from"
         )
-    missing, unexpected = model.load_state_dict(source.state_dict(), strict=not add_gate)
-    if add_gate and (unexpected or any(not key.startswith("estm.gate.") for key in missing)):
-        raise ConfigError(f"train.init_from={spec!r}: does not fit a new rain gate: {missing + unexpected}")
+    added = tuple(prefix for prefix, on in (("estm.gate.", add_gate), ("veil.", add_veil)) if on)
+    missing, unexpected = model.load_state_dict(source.state_dict(), strict=not added)
+    if added and (unexpected or any(not key.startswith(added) for key in missing)):
+        raise ConfigError(f"train.init_from={spec!r}: does not fit the added heads {added}: {missing + unexpected}")

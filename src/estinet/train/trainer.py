@@ -30,7 +30,7 @@ from torch import Tensor, nn
 
 from estinet import runtime
 from estinet.config import ConfigError, ExperimentConfig, experiment_from_dict, save_experiment, to_dict
-from estinet.losses import LossTerms, border_mask, derain_loss
+from estinet.losses import LossTerms, border_mask, derain_loss, veil_loss
 from estinet.models import build_model
 from estinet.models.motion import align_to_centre
 from estinet.train.distributed import (
@@ -79,7 +79,7 @@ class _LossMeter:
         self.tick = time.perf_counter()
 
     def add(self, terms: LossTerms) -> None:
-        for name, value in (("loss", terms.total), ("l_sti", terms.sti), ("l_est", terms.est)):
+        for name, value in (("loss", terms.total), ("l_sti", terms.sti), ("l_est", terms.est), ("l_veil", terms.veil)):
             if value is not None:
                 self.sums[name] = self.sums.get(name, torch.zeros((), device=self.device)) + value
         self.count += 1
@@ -269,9 +269,16 @@ class Trainer:
         """
         rainy = batch["rainy"].to(self.device, non_blocking=True)  # (B, T, 3, h, w)
         clean = batch["clean"].to(self.device, non_blocking=True)  # (B, T, 3, h, w)
+        veil_head = getattr(self.core, "veil", None)
+        centre = self.config.model.centre
+        if veil_head is not None:  # the derainer keeps the veil: its target is the clean clip under the veil
+            if "veiled" not in batch:
+                raise ConfigError("model.veil_head needs the veiled targets of synthetic training data (synthetic:...)")
+            clean_centre = clean[:, centre]
+            clean = batch["veiled"].to(self.device, non_blocking=True)  # (B, T, 3, h, w)
         rain_mask = None  # (B, 1, h, w) of the centre frame, when the data knows where the rain is
         if "rain_mask" in batch:
-            rain_mask = batch["rain_mask"][:, self.config.model.centre, None].to(self.device, non_blocking=True)
+            rain_mask = batch["rain_mask"][:, centre, None].to(self.device, non_blocking=True)
         estimate = getattr(self.core, "estimate_motion", None)
         disp = estimate(rainy) if estimate is not None else None  # (B, T, 2) or None
         if disp is not None:
@@ -287,7 +294,7 @@ class Trainer:
             refined.float(),
             target,
             mask,
-            centre=self.config.model.centre,
+            centre=centre,
             alpha=self.config.train.alpha,
             refine=self.stage.refine,
             rainy=rainy,
@@ -297,6 +304,11 @@ class Trainer:
             rain_mask=rain_mask,
             detail_weight=self.config.train.detail_weight,
         )
+        if veil_head is not None:
+            with self._autocast():
+                veil = veil_head(rainy[:, centre])
+            veil_term = veil_loss(veil, clean[:, centre], clean_centre)
+            terms = terms._replace(total=terms.total + self.config.train.veil_weight * veil_term, veil=veil_term)
         self.optimizer.zero_grad(set_to_none=True)
         self.last_lr = float(self.optimizer.param_groups[0]["lr"])
         clip = self.config.train.grad_clip
@@ -314,7 +326,10 @@ class Trainer:
             self.optimizer.step()
         self.scheduler.step()
         return LossTerms(
-            terms.total.detach(), terms.sti.detach(), terms.est.detach() if terms.est is not None else None
+            terms.total.detach(),
+            terms.sti.detach(),
+            terms.est.detach() if terms.est is not None else None,
+            terms.veil.detach() if terms.veil is not None else None,
         )
 
     def validate(self) -> dict[str, float] | None:

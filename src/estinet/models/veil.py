@@ -1,0 +1,116 @@
+"""The veil estimate: a rainy frame's veiling haze, so that lifting it is a separate, optional step.
+
+Rain seen from a distance is a veil: ``O = S * (1 - h) + h * V`` with ``S`` the frame with its streaks, ``h`` (H, W)
+the haze (smooth, growing with depth) and ``V`` the veiling luminance (the renderer's model,
+:mod:`estinet.data.rain`). A derainer trained to remove streaks and veil in one residual cannot tell from a crop
+whether a frame has a veil, so it lifts some veil everywhere and shifts the tones of veil-free footage
+(docs/results/realrain-experiments.md). With ``model.veil_head`` the derainer is trained to keep the veil
+(its target is ``B * (1 - h) + h * V``) and :class:`VeilHead` estimates ``h`` and ``V`` from the rainy frame at
+1/8 resolution; :func:`lift_veil` inverts the veil on the derained frame when the user asks for it
+(``estinet derain --lift-veil``).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = ["MAX_HAZE", "VEIL_SCALE", "Veil", "VeilHead", "lift_veil"]
+
+VEIL_SCALE = 8
+"""The veil is estimated on 8x8-pixel blocks (it is smooth; a coarse grid also keeps the head cheap)."""
+
+MAX_HAZE = 0.4
+"""The largest haze the head predicts (the renderer's presets reach 0.22); lifting divides by ``1 - h >= 0.6``."""
+
+
+class Veil(NamedTuple):
+    """A veil estimate on the coarse grid.
+
+    Attributes:
+        haze: (B, 1, h, w) haze in [0, MAX_HAZE], (h, w) = ceil((H, W) / VEIL_SCALE).
+        light: (B, 3, h, w) veiling luminance in [0, 1].
+    """
+
+    haze: Tensor
+    light: Tensor
+
+
+class VeilHead(nn.Module):
+    """Estimate the veiling haze of a rainy frame on a grid of 8x8-pixel blocks.
+
+    Per block it sees the mean colour, the darkest and the brightest channel value (a veil lifts the dark end
+    of every block: the dark-channel cue of dehazing), then three 3x3 convolutions with dilations 1, 2 and 4
+    (receptive field 15 blocks, 120 pixels) and a 1x1 output of haze and luminance.
+
+    Args:
+        channels: width of the convolutions.
+    """
+
+    def __init__(self, channels: int = 16) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(5, channels, 3, padding=1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(channels, channels, 3, padding=2, dilation=2),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(channels, channels, 3, padding=4, dilation=4),
+            nn.ReLU(inplace=True),
+        )
+        self.out = nn.Conv2d(channels, 4, 1)
+        nn.init.zeros_(self.out.weight)
+        with torch.no_grad():  # start with (almost) no haze and a light grey veil
+            self.out.bias.copy_(torch.tensor([-6.0, 1.5, 1.5, 1.5]))
+
+    def forward(self, frame: Tensor) -> Veil:
+        """Estimate the veil of rainy frames.
+
+        Args:
+            frame: (B, 3, H, W) rainy frames in [0, 1], any H, W >= 1.
+
+        Returns:
+            :class:`Veil` on the ceil((H, W) / 8) grid.
+        """
+        height, width = frame.shape[-2:]
+        ph, pw = -height % VEIL_SCALE, -width % VEIL_SCALE
+        x = F.pad(frame, (0, pw, 0, ph), mode="replicate") if ph or pw else frame
+        mean = F.avg_pool2d(x, VEIL_SCALE)  # (B, 3, h, w)
+        dark = -F.max_pool2d(-x.amin(dim=1, keepdim=True), VEIL_SCALE)  # (B, 1, h, w)
+        bright = F.max_pool2d(x.amax(dim=1, keepdim=True), VEIL_SCALE)  # (B, 1, h, w)
+        y = self.out(self.body(torch.cat([mean, dark, bright], dim=1)))  # (B, 4, h, w)
+        return Veil(MAX_HAZE * torch.sigmoid(y[:, :1]), torch.sigmoid(y[:, 1:]))
+
+
+def veil_maps(veil: Veil, size: tuple[int, int]) -> tuple[Tensor, Tensor]:
+    """The veil at full resolution: bilinear from the block grid (block centres), cropped to ``size``.
+
+    Args:
+        veil: the estimate of :class:`VeilHead` for frames of ``size``.
+        size: (H, W) of the frames.
+
+    Returns:
+        haze (B, 1, H, W) and luminance (B, 3, H, W).
+    """
+    height, width = size
+    grid = (math.ceil(height / VEIL_SCALE) * VEIL_SCALE, math.ceil(width / VEIL_SCALE) * VEIL_SCALE)
+    both = torch.cat([veil.haze, veil.light], dim=1)
+    up = F.interpolate(both, size=grid, mode="bilinear", align_corners=False)[..., :height, :width]
+    return up[:, :1], up[:, 1:]
+
+
+def lift_veil(frame: Tensor, veil: Veil) -> Tensor:
+    """Invert the veil: ``(frame - h * V) / (1 - h)``.
+
+    Args:
+        frame: (B, 3, H, W) frames under the veil (the derained frame of a model trained to keep it).
+        veil: the estimate of :class:`VeilHead` for frames of this size.
+
+    Returns:
+        (B, 3, H, W), unclamped.
+    """
+    haze, light = veil_maps(veil, (frame.shape[-2], frame.shape[-1]))
+    return (frame - haze * light) / (1.0 - haze)
