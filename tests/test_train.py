@@ -632,3 +632,26 @@ def test_veil_head_is_added_to_trained_weights_and_learns_from_the_veiled_target
     folders = _config(pairs, "model.variant=estinet", "model.preset=tiny", "model.veil_head=true")
     with pytest.raises(ConfigError, match=r"model\.veil_head trains on rain whose veil is known"):
         Trainer(folders, out_dir=tmp_path / "f")
+
+
+def test_veil_only_trains_the_head_alone_on_one_frame_clips(tmp_path: Path, stills: tuple[Path, Path]) -> None:
+    torch.manual_seed(8)
+    plain = preset_config("estinet", "tiny")
+    start = save_weights(build_model(plain), plain, tmp_path / "plain.safetensors")
+    trainer = Trainer(
+        _veil_config(stills[0], f"train.init_from={start}", "train.veil_only=true"), out_dir=tmp_path / "v"
+    )
+    assert trainer.dataset.num_frames == 1  # the head sees one frame: no five-frame clips to render
+    assert len(trainer.optimizer.param_groups) == 1
+    assert {id(p) for p in trainer.optimizer.param_groups[0]["params"]} == {
+        id(p) for p in trainer.core.veil.parameters()
+    }
+    before = {k: v.clone() for k, v in trainer.core.state_dict().items()}
+    trainer.fit()
+    after = trainer.core.state_dict()
+    changed = {k.split(".")[0] for k in after if not torch.equal(after[k], before[k])}
+    assert changed == {"veil"}  # the derainer is left exactly as init_from gave it
+    lines = [json.loads(line) for line in (tmp_path / "v" / "metrics.jsonl").read_text().splitlines()]
+    assert [line["l_veil"] > 0 for line in lines if line["kind"] == "train"] == [True] * 3
+    with pytest.raises(ConfigError, match=r"train\.veil_only trains the veil head"):
+        _veil_config(stills[0], "model.veil_head=false", "train.veil_only=true")

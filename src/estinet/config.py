@@ -495,6 +495,9 @@ class TrainConfig:
         gate_lr_scale: the rain gate's and the veil head's learning rate is ``lr * gate_lr_scale`` (a head added to
             trained weights starts from scratch and must move much further than the rest).
         veil_weight: weight of the veil head's loss (needs ``model.veil_head``; :func:`estinet.losses.veil_loss`).
+        veil_only: train the veil head alone: everything else stays as ``init_from`` gave it, the derainer is not run
+            and the training clips are one frame each (the head sees the centre frame only), so a step costs a
+            fraction of a derainer's. Needs ``model.veil_head``.
         grad_clip: clip the global gradient norm to this value (0 switches clipping off).
         seed: seed of the model initialisation and of the data order; process ``rank`` seeds its RNGs with
             ``seed + rank``.
@@ -525,6 +528,7 @@ class TrainConfig:
     detail_weight: float = 0.0
     gate_lr_scale: float = 1.0
     veil_weight: float = 1.0
+    veil_only: bool = False
     grad_clip: float = 0.0
     seed: int = 0
     device: str = "auto"
@@ -562,7 +566,7 @@ class TrainConfig:
             raise _section_error("train", "amp", self.amp, f"one of {', '.join(AMP_MODES)}")
         if not isinstance(self.device, str) or not self.device:
             raise _section_error("train", "device", self.device, "auto, cpu, cuda, cuda:N or mps")
-        for name in ("channels_last", "progress"):
+        for name in ("channels_last", "progress", "veil_only"):
             if not isinstance(getattr(self, name), bool):
                 raise _section_error("train", name, getattr(self, name), "true or false")
 
@@ -599,6 +603,8 @@ class ExperimentConfig:
             raise ConfigError(f"name must be a non-empty string, got {self.name!r}")
         if not isinstance(self.out_dir, str):
             raise ConfigError(f"out_dir must be a path string (or empty for runs/<name>), got {self.out_dir!r}")
+        if self.train.veil_only and not self.model.veil_head:
+            raise ConfigError("train.veil_only trains the veil head: set model.veil_head=true as well")
 
     @property
     def run_dir(self) -> Path:

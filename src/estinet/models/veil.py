@@ -43,9 +43,11 @@ class Veil(NamedTuple):
 class VeilHead(nn.Module):
     """Estimate the veiling haze of a rainy frame on a grid of 8x8-pixel blocks.
 
-    Per block it sees the mean colour, the darkest and the brightest channel value (a veil lifts the dark end
-    of every block: the dark-channel cue of dehazing), then three 3x3 convolutions with dilations 1, 2 and 4
-    (receptive field 15 blocks, 120 pixels) and a 1x1 output of haze and luminance.
+    Per block it sees the mean colour, the darkest and the brightest channel value, and the darkest value of the
+    3x3 blocks around it (a veil lifts the dark end of every region: the dark-channel cue of dehazing). Three 3x3
+    convolutions with dilations 1, 2 and 4 (receptive field 15 blocks, 120 pixels) describe each block's
+    neighbourhood; their mean over the whole frame is added to every block (whether a frame has a veil at all is a
+    property of the frame, not of a block); a 1x1 convolution of both outputs haze and luminance.
 
     Args:
         channels: width of the convolutions.
@@ -54,13 +56,14 @@ class VeilHead(nn.Module):
     def __init__(self, channels: int = 16) -> None:
         super().__init__()
         self.body = nn.Sequential(
-            nn.Conv2d(5, channels, 3, padding=1),
+            nn.Conv2d(6, channels, 3, padding=1),
             nn.ReLU(inplace=True),
             nn.Conv2d(channels, channels, 3, padding=2, dilation=2),
             nn.ReLU(inplace=True),
             nn.Conv2d(channels, channels, 3, padding=4, dilation=4),
             nn.ReLU(inplace=True),
         )
+        self.mix = nn.Sequential(nn.Conv2d(2 * channels, channels, 1), nn.ReLU(inplace=True))
         self.out = nn.Conv2d(channels, 4, 1)
         nn.init.zeros_(self.out.weight)
         with torch.no_grad():  # start with (almost) no haze and a light grey veil
@@ -81,7 +84,10 @@ class VeilHead(nn.Module):
         mean = F.avg_pool2d(x, VEIL_SCALE)  # (B, 3, h, w)
         dark = -F.max_pool2d(-x.amin(dim=1, keepdim=True), VEIL_SCALE)  # (B, 1, h, w)
         bright = F.max_pool2d(x.amax(dim=1, keepdim=True), VEIL_SCALE)  # (B, 1, h, w)
-        y = self.out(self.body(torch.cat([mean, dark, bright], dim=1)))  # (B, 4, h, w)
+        wide = -F.max_pool2d(F.pad(-dark, (1, 1, 1, 1), mode="replicate"), 3, stride=1)  # (B, 1, h, w)
+        local = self.body(torch.cat([mean, dark, bright, wide], dim=1))  # (B, C, h, w)
+        context = local.mean(dim=(2, 3), keepdim=True).expand_as(local)
+        y = self.out(self.mix(torch.cat([local, context], dim=1)))  # (B, 4, h, w)
         return Veil(MAX_HAZE * torch.sigmoid(y[:, :1]), torch.sigmoid(y[:, 1:]))
 
 

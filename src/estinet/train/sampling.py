@@ -35,7 +35,7 @@ def build_train_dataset(config: ExperimentConfig) -> Dataset:
 
     d = config.data
     kind = runtime.parse_dataset_spec(d.train).kind
-    num_frames = config.model.num_frames
+    num_frames = 1 if config.train.veil_only else config.model.num_frames  # the veil head sees one frame
     if kind == HELDOUT_KIND:
         raise ConfigError(f"data.train={d.train!r}: heldout: is a validation set; train on synthetic:PRESETS instead")
     if kind == "synthetic":

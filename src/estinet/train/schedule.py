@@ -128,9 +128,12 @@ def stage_optimizer(
     if frozen is not None and not stage.refine:
         for p in frozen.parameters():
             p.requires_grad_(False)
+    if train.veil_only:  # the veil head alone
+        for name, p in model.named_parameters():
+            p.requires_grad_(name.startswith("veil."))
     named = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
     gate = [p for name, p in named if name.startswith(ADDED_HEADS)]
-    if gate and train.gate_lr_scale != 1.0:
+    if gate and train.gate_lr_scale != 1.0 and not train.veil_only:
         # a rain gate or veil head added to trained weights starts from scratch: it gets its own, larger rate
         rest = [p for name, p in named if not name.startswith(ADDED_HEADS)]
         groups = [{"params": rest, "lr_scale": 1.0}, {"params": gate, "lr_scale": train.gate_lr_scale}]

@@ -267,6 +267,8 @@ class Trainer:
         Returns:
             The (detached) loss terms of this process's batch.
         """
+        if self.config.train.veil_only:
+            return self._veil_step(batch)
         rainy = batch["rainy"].to(self.device, non_blocking=True)  # (B, T, 3, h, w)
         clean = batch["clean"].to(self.device, non_blocking=True)  # (B, T, 3, h, w)
         veil_head = getattr(self.core, "veil", None)
@@ -331,6 +333,26 @@ class Trainer:
             terms.est.detach() if terms.est is not None else None,
             terms.veil.detach() if terms.veil is not None else None,
         )
+
+    def _veil_step(self, batch: dict[str, Tensor]) -> LossTerms:
+        """One step of ``train.veil_only``: the veil head's loss on the (one-frame) clips, the derainer not run."""
+        if "veiled" not in batch:
+            raise ConfigError("model.veil_head needs the veiled targets of synthetic training data (synthetic:...)")
+        middle = batch["rainy"].shape[1] // 2
+        rainy = batch["rainy"][:, middle].to(self.device, non_blocking=True)  # (B, 3, h, w)
+        clean = batch["clean"][:, middle].to(self.device, non_blocking=True)
+        veiled = batch["veiled"][:, middle].to(self.device, non_blocking=True)
+        assert self.core.veil is not None
+        loss = self.config.train.veil_weight * veil_loss(self.core.veil(rainy), veiled, clean)  # float32: a tiny head
+        self.optimizer.zero_grad(set_to_none=True)
+        self.last_lr = float(self.optimizer.param_groups[0]["lr"])
+        loss.backward()
+        if self.config.train.grad_clip > 0:
+            nn.utils.clip_grad_norm_(self.optimizer.param_groups[0]["params"], self.config.train.grad_clip)
+        self.optimizer.step()
+        self.scheduler.step()
+        loss = loss.detach()
+        return LossTerms(loss, torch.zeros_like(loss), None, loss)
 
     def validate(self) -> dict[str, float] | None:
         """Score the validation set (rank 0; None elsewhere or when ``data.val`` is null).
