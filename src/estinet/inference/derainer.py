@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import copy
 import warnings
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -44,7 +43,7 @@ from estinet.models.estinet import PAD_MULTIPLE, ESTINet
 from estinet.models.estm import TemporalConv3d
 from estinet.models.motion import StreamingMotion, pair_displacements
 from estinet.models.official import OfficialESTINet
-from estinet.models.veil import Veil, lift_veil
+from estinet.models.veil import lift_veil
 
 __all__ = [
     "BACKENDS",
@@ -192,7 +191,7 @@ class Derainer:
             (:mod:`estinet.inference.compiled`: seconds to a minute per frame size, cached on disk; the time is in
             :meth:`setup_seconds`); with CUDA graphs the compiled calls are captured. Torch backend, ESTINet
             variants with per-frame terms, one CPU worker. Outputs equal the plain calls' to float rounding.
-        lift_veil: also lift the veiling haze of the rain, estimated per frame by the model's veil head
+        lift_veil: also lift the veiling haze of the rain, estimated per derained frame by the model's veil head
             (``model.veil_head``, :mod:`estinet.models.veil`; float32, whole frames, any backend). Weights with a veil
             head keep the veil unless this is on; weights without one cannot take it.
 
@@ -469,15 +468,6 @@ class Derainer:
             DerainError: for an empty stream or a frame of another shape.
         """
         self.last_stats = StreamStats()
-        veils: deque[Veil] = deque()  # the veil estimates of the input frames not yet output, in order
-
-        def check(frame: Tensor, index: int, size: tuple[int, int] | None) -> Tensor:
-            frame = self._check_tensor(frame, index, size)
-            if self.veil_head is not None:
-                with torch.inference_mode(), stage_clock(self.last_stats, "veil", self.device, self.profile):
-                    veils.append(self.veil_head(frame[None]))
-            return frame
-
         outputs = stream(
             frames,
             self.tiler,
@@ -486,7 +476,7 @@ class Derainer:
             window_size=self.window_size,
             pad_multiple=self.footprint.pad_multiple,
             motion=StreamingMotion(**self._motion_args) if self.motion else None,
-            check=check,
+            check=self._check_tensor,
             stats=self.last_stats,
             profile=self.profile,
         )
@@ -495,8 +485,25 @@ class Derainer:
             return
         for out in outputs:
             with torch.inference_mode(), stage_clock(self.last_stats, "veil", self.device, self.profile):
-                out = lift_veil(out[None], veils.popleft())[0].clamp_(0.0, 1.0)
+                out = self.lift(out[None])[0]
             yield out
+
+    def lift(self, derained: Tensor) -> Tensor:
+        """Lift the veil of derained frames (:attr:`veil_head` estimates it from them).
+
+        Args:
+            derained: (B, 3, H, W) derained frames in [0, 1] (the veil kept), on :attr:`device`.
+
+        Returns:
+            (B, 3, H, W) float32 in [0, 1].
+
+        Raises:
+            DerainError: without a veil head (``lift_veil`` off).
+        """
+        if self.veil_head is None:
+            raise DerainError("this Derainer keeps the veil; create it with lift_veil=True to lift it")
+        derained = derained.float()
+        return lift_veil(derained, self.veil_head(derained)).clamp_(0.0, 1.0)
 
     def _check_tensor(self, frame: Tensor, index: int, size: tuple[int, int] | None) -> Tensor:
         if not isinstance(frame, Tensor) or frame.dim() != 3 or frame.shape[0] != 3:
@@ -598,7 +605,7 @@ class Derainer:
                     refined = self.model(clip, disp if self.motion else torch.zeros_like(disp))[1]
                 out = refined.float().clamp(0.0, 1.0)  # (1, 3, H, W)
                 if self.veil_head is not None:
-                    out = lift_veil(out, self.veil_head(frames[t][None])).clamp_(0.0, 1.0)
+                    out = self.lift(out)
                 outputs.append(out[0])
         return torch.stack(outputs)
 

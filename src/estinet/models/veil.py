@@ -5,9 +5,10 @@ the haze (smooth, growing with depth) and ``V`` the veiling luminance (the rende
 :mod:`estinet.data.rain`). A derainer trained to remove streaks and veil in one residual cannot tell from a crop
 whether a frame has a veil, so it lifts some veil everywhere and shifts the tones of veil-free footage
 (docs/results/realrain-experiments.md). With ``model.veil_head`` the derainer is trained to keep the veil
-(its target is ``B * (1 - h) + h * V``) and :class:`VeilHead` estimates ``h`` and ``V`` from the rainy frame at
-1/8 resolution; :func:`lift_veil` inverts the veil on the derained frame when the user asks for it
-(``estinet derain --lift-veil``).
+(its target is ``B * (1 - h) + h * V``) and :class:`VeilHead` estimates ``h`` and ``V`` at 1/8 resolution from
+the derained frame (streaks removed, veil kept: what is left to tell a veil by; in training, the renderer's
+streak-free veiled frame); :func:`lift_veil` inverts the veil when the user asks for it (``estinet derain
+--lift-veil``).
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ class Veil(NamedTuple):
 
 
 class VeilHead(nn.Module):
-    """Estimate the veiling haze of a rainy frame on a grid of 8x8-pixel blocks.
+    """Estimate the veiling haze of a derained frame (veil kept) on a grid of 8x8-pixel blocks.
 
     Per block it sees the mean colour, the darkest and the brightest channel value, and the darkest value of the
     3x3 blocks around it (a veil lifts the dark end of every region: the dark-channel cue of dehazing). Three 3x3
@@ -70,10 +71,10 @@ class VeilHead(nn.Module):
             self.out.bias.copy_(torch.tensor([-6.0, 1.5, 1.5, 1.5]))
 
     def forward(self, frame: Tensor) -> Veil:
-        """Estimate the veil of rainy frames.
+        """Estimate the veil of frames.
 
         Args:
-            frame: (B, 3, H, W) rainy frames in [0, 1], any H, W >= 1.
+            frame: (B, 3, H, W) frames under a veil, their streaks removed, in [0, 1], any H, W >= 1.
 
         Returns:
             :class:`Veil` on the ceil((H, W) / 8) grid.
