@@ -20,13 +20,18 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["MAX_HAZE", "VEIL_SCALE", "Veil", "VeilHead", "lift_veil"]
+__all__ = ["MAX_HAZE", "QUANTILES", "VEIL_SCALE", "Veil", "VeilHead", "lift_veil"]
 
 VEIL_SCALE = 8
 """The veil is estimated on 8x8-pixel blocks (it is smooth; a coarse grid also keeps the head cheap)."""
 
 MAX_HAZE = 0.4
 """The largest haze the head predicts (the renderer's presets reach 0.22); lifting divides by ``1 - h >= 0.6``."""
+
+
+QUANTILES = (0.01, 0.05, 0.25, 0.5)
+"""Quantiles over the frame's blocks of their darkest and brightest values that the head sees (how dark the darkest
+regions of a frame are is the plainest sign of a veil over it)."""
 
 
 class Veil(NamedTuple):
@@ -47,8 +52,9 @@ class VeilHead(nn.Module):
     Per block it sees the mean colour, the darkest and the brightest channel value, and the darkest value of the
     3x3 blocks around it (a veil lifts the dark end of every region: the dark-channel cue of dehazing). Three 3x3
     convolutions with dilations 1, 2 and 4 (receptive field 15 blocks, 120 pixels) describe each block's
-    neighbourhood; their mean over the whole frame is added to every block (whether a frame has a veil at all is a
-    property of the frame, not of a block); a 1x1 convolution of both outputs haze and luminance.
+    neighbourhood; their mean over the whole frame and the quantiles :data:`QUANTILES` of the blocks' darkest and
+    brightest values are added to every block (whether a frame has a veil at all is a property of the frame, not of
+    a block); a 1x1 convolution of all of it outputs haze and luminance.
 
     Args:
         channels: width of the convolutions.
@@ -64,7 +70,7 @@ class VeilHead(nn.Module):
             nn.Conv2d(channels, channels, 3, padding=4, dilation=4),
             nn.ReLU(inplace=True),
         )
-        self.mix = nn.Sequential(nn.Conv2d(2 * channels, channels, 1), nn.ReLU(inplace=True))
+        self.mix = nn.Sequential(nn.Conv2d(2 * channels + 2 * len(QUANTILES), channels, 1), nn.ReLU(inplace=True))
         self.out = nn.Conv2d(channels, 4, 1)
         nn.init.zeros_(self.out.weight)
         with torch.no_grad():  # start with (almost) no haze and a light grey veil
@@ -88,7 +94,10 @@ class VeilHead(nn.Module):
         wide = -F.max_pool2d(F.pad(-dark, (1, 1, 1, 1), mode="replicate"), 3, stride=1)  # (B, 1, h, w)
         local = self.body(torch.cat([mean, dark, bright, wide], dim=1))  # (B, C, h, w)
         context = local.mean(dim=(2, 3), keepdim=True).expand_as(local)
-        y = self.out(self.mix(torch.cat([local, context], dim=1)))  # (B, 4, h, w)
+        levels = torch.tensor(QUANTILES, device=x.device, dtype=x.dtype)
+        spread = torch.quantile(torch.cat([dark, bright], dim=1).flatten(2), levels, dim=2)  # (Q, B, 2)
+        spread = spread.permute(1, 2, 0).reshape(x.shape[0], -1, 1, 1).expand(-1, -1, *local.shape[-2:])
+        y = self.out(self.mix(torch.cat([local, context, spread], dim=1)))  # (B, 4, h, w)
         return Veil(MAX_HAZE * torch.sigmoid(y[:, :1]), torch.sigmoid(y[:, 1:]))
 
 
