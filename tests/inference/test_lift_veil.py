@@ -60,6 +60,8 @@ def test_a_trained_head_estimates_the_veil_frame_by_frame() -> None:
 def test_lift_veil_needs_weights_with_a_veil_head(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(DerainError, match="no veil head"):
         Derainer("tiny", device="cpu", lift_veil=True)
+    with pytest.raises(DerainError, match="create it with lift_veil=True"):
+        Derainer(_veiled_model(), device="cpu").lift(torch.rand(1, 3, 16, 16), torch.rand(1, 3, 16, 16))
     from estinet.cli import main
 
     frames = tmp_path / "frames"

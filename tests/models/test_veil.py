@@ -19,7 +19,7 @@ def test_head_estimates_haze_and_light_in_range_on_a_grid_of_blocks(size: tuple[
     head = VeilHead()
     with torch.no_grad():  # random outputs instead of the near-zero start
         head.out.weight.normal_(0, 1.0)
-    veil = head(torch.rand(2, 3, *size))
+    veil = head(torch.rand(2, 3, *size), torch.rand(2, 3, *size))
     grid = (-(-size[0] // VEIL_SCALE), -(-size[1] // VEIL_SCALE))
     assert veil.haze.shape == (2, 1, *grid) and veil.light.shape == (2, 3, *grid)
     assert veil.haze.min() >= 0 and veil.haze.max() <= MAX_HAZE and veil.haze.std() > 0
@@ -30,7 +30,7 @@ def test_head_estimates_haze_and_light_in_range_on_a_grid_of_blocks(size: tuple[
 
 def test_a_new_head_estimates_almost_no_veil() -> None:
     frame = torch.rand(1, 3, 48, 64)
-    lifted = lift_veil(frame, VeilHead()(frame))
+    lifted = lift_veil(frame, VeilHead()(frame, (frame + 0.3).clamp(0, 1)))
     assert (lifted - frame).abs().max() < 1 / 255  # added to trained weights, it starts as the identity
 
 
@@ -63,10 +63,10 @@ def test_veil_loss_trains_the_head_and_is_zero_for_the_true_veil() -> None:
     truth = Veil(torch.full((2, 1, 4, 4), h), light.expand(2, 3, 4, 4))
     assert veil_loss(truth, veiled, clean) < 1e-12
     head = VeilHead()
-    loss = veil_loss(head(veiled), veiled, clean)
+    loss = veil_loss(head(veiled, veiled), veiled, clean)
     loss.backward()
     assert loss > 1e-3 and head.out.weight.grad is not None and head.out.weight.grad.abs().sum() > 0
-    assert veil_loss(head(clean), clean, clean) < 1e-6  # no veil: the new head's estimate costs (almost) nothing
+    assert veil_loss(head(clean, clean), clean, clean) < 1e-6  # no veil: the new head's estimate costs (almost) nothing
 
 
 def test_estinet_carries_a_veil_head_only_when_configured() -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import warnings
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -191,7 +192,8 @@ class Derainer:
             (:mod:`estinet.inference.compiled`: seconds to a minute per frame size, cached on disk; the time is in
             :meth:`setup_seconds`); with CUDA graphs the compiled calls are captured. Torch backend, ESTINet
             variants with per-frame terms, one CPU worker. Outputs equal the plain calls' to float rounding.
-        lift_veil: also lift the veiling haze of the rain, estimated per derained frame by the model's veil head
+        lift_veil: also lift the veiling haze of the rain, estimated per frame by the model's veil head from the
+            derained and the rainy frame
             (``model.veil_head``, :mod:`estinet.models.veil`; float32, whole frames, any backend). Weights with a veil
             head keep the veil unless this is on; weights without one cannot take it.
 
@@ -468,6 +470,14 @@ class Derainer:
             DerainError: for an empty stream or a frame of another shape.
         """
         self.last_stats = StreamStats()
+        inputs: deque[Tensor] = deque()  # with a veil to lift: the input frames not yet output, in order
+
+        def check(frame: Tensor, index: int, size: tuple[int, int] | None) -> Tensor:
+            frame = self._check_tensor(frame, index, size)
+            if self.veil_head is not None:
+                inputs.append(frame)
+            return frame
+
         outputs = stream(
             frames,
             self.tiler,
@@ -476,7 +486,7 @@ class Derainer:
             window_size=self.window_size,
             pad_multiple=self.footprint.pad_multiple,
             motion=StreamingMotion(**self._motion_args) if self.motion else None,
-            check=self._check_tensor,
+            check=check,
             stats=self.last_stats,
             profile=self.profile,
         )
@@ -485,14 +495,15 @@ class Derainer:
             return
         for out in outputs:
             with torch.inference_mode(), stage_clock(self.last_stats, "veil", self.device, self.profile):
-                out = self.lift(out[None])[0]
+                out = self.lift(out[None], inputs.popleft()[None])[0]
             yield out
 
-    def lift(self, derained: Tensor) -> Tensor:
-        """Lift the veil of derained frames (:attr:`veil_head` estimates it from them).
+    def lift(self, derained: Tensor, rainy: Tensor) -> Tensor:
+        """Lift the veil of derained frames (:attr:`veil_head` estimates it from them and their rainy frames).
 
         Args:
             derained: (B, 3, H, W) derained frames in [0, 1] (the veil kept), on :attr:`device`.
+            rainy: (B, 3, H, W) the rainy frames they came from.
 
         Returns:
             (B, 3, H, W) float32 in [0, 1].
@@ -503,7 +514,7 @@ class Derainer:
         if self.veil_head is None:
             raise DerainError("this Derainer keeps the veil; create it with lift_veil=True to lift it")
         derained = derained.float()
-        return lift_veil(derained, self.veil_head(derained)).clamp_(0.0, 1.0)
+        return lift_veil(derained, self.veil_head(derained, rainy.float())).clamp_(0.0, 1.0)
 
     def _check_tensor(self, frame: Tensor, index: int, size: tuple[int, int] | None) -> Tensor:
         if not isinstance(frame, Tensor) or frame.dim() != 3 or frame.shape[0] != 3:
@@ -605,7 +616,7 @@ class Derainer:
                     refined = self.model(clip, disp if self.motion else torch.zeros_like(disp))[1]
                 out = refined.float().clamp(0.0, 1.0)  # (1, 3, H, W)
                 if self.veil_head is not None:
-                    out = self.lift(out)
+                    out = self.lift(out, frames[t][None])
                 outputs.append(out[0])
         return torch.stack(outputs)
 

@@ -7,8 +7,8 @@ whether a frame has a veil, so it lifts some veil everywhere and shifts the tone
 (docs/results/realrain-experiments.md). With ``model.veil_head`` the derainer is trained to keep the veil
 (its target is ``B * (1 - h) + h * V``) and :class:`VeilHead` estimates ``h`` and ``V`` at 1/8 resolution from
 the derained frame (streaks removed, veil kept: what is left to tell a veil by; in training, the renderer's
-streak-free veiled frame); :func:`lift_veil` inverts the veil when the user asks for it (``estinet derain
---lift-veil``).
+streak-free veiled frame) and the rain that was removed from it; :func:`lift_veil` inverts the veil when the user
+asks for it (``estinet derain --lift-veil``).
 """
 
 from __future__ import annotations
@@ -49,8 +49,9 @@ class Veil(NamedTuple):
 class VeilHead(nn.Module):
     """Estimate the veiling haze of a derained frame (veil kept) on a grid of 8x8-pixel blocks.
 
-    Per block it sees the mean colour, the darkest and the brightest channel value, and the darkest value of the
-    3x3 blocks around it (a veil lifts the dark end of every region: the dark-channel cue of dehazing). Three 3x3
+    Per block it sees the mean colour, the darkest and the brightest channel value, the darkest value of the 3x3
+    blocks around it (a veil lifts the dark end of every region: the dark-channel cue of dehazing), and the mean
+    and largest change the derainer made (the rain it removed: dense rain comes with a veil). Three 3x3
     convolutions with dilations 1, 2 and 4 (receptive field 15 blocks, 120 pixels) describe each block's
     neighbourhood; their mean over the whole frame and the quantiles :data:`QUANTILES` of the blocks' darkest and
     brightest values are added to every block (whether a frame has a veil at all is a property of the frame, not of
@@ -63,7 +64,7 @@ class VeilHead(nn.Module):
     def __init__(self, channels: int = 16) -> None:
         super().__init__()
         self.body = nn.Sequential(
-            nn.Conv2d(6, channels, 3, padding=1),
+            nn.Conv2d(8, channels, 3, padding=1),
             nn.ReLU(inplace=True),
             nn.Conv2d(channels, channels, 3, padding=2, dilation=2),
             nn.ReLU(inplace=True),
@@ -76,23 +77,28 @@ class VeilHead(nn.Module):
         with torch.no_grad():  # start with (almost) no haze and a light grey veil
             self.out.bias.copy_(torch.tensor([-6.0, 1.5, 1.5, 1.5]))
 
-    def forward(self, frame: Tensor) -> Veil:
+    def forward(self, frame: Tensor, rainy: Tensor) -> Veil:
         """Estimate the veil of frames.
 
         Args:
-            frame: (B, 3, H, W) frames under a veil, their streaks removed, in [0, 1], any H, W >= 1.
+            frame: (B, 3, H, W) frames under a veil, their streaks removed (derained), in [0, 1], any H, W >= 1.
+            rainy: (B, 3, H, W) the rainy frames they came from: how much rain was removed is a sign of how much
+                veil to expect (dense rain seen from afar is the veil).
 
         Returns:
             :class:`Veil` on the ceil((H, W) / 8) grid.
         """
         height, width = frame.shape[-2:]
         ph, pw = -height % VEIL_SCALE, -width % VEIL_SCALE
-        x = F.pad(frame, (0, pw, 0, ph), mode="replicate") if ph or pw else frame
+        both = torch.cat([frame, (rainy - frame).abs().amax(dim=1, keepdim=True)], dim=1)  # (B, 4, H, W)
+        both = F.pad(both, (0, pw, 0, ph), mode="replicate") if ph or pw else both
+        x, layer = both[:, :3], both[:, 3:]
         mean = F.avg_pool2d(x, VEIL_SCALE)  # (B, 3, h, w)
         dark = -F.max_pool2d(-x.amin(dim=1, keepdim=True), VEIL_SCALE)  # (B, 1, h, w)
         bright = F.max_pool2d(x.amax(dim=1, keepdim=True), VEIL_SCALE)  # (B, 1, h, w)
         wide = -F.max_pool2d(F.pad(-dark, (1, 1, 1, 1), mode="replicate"), 3, stride=1)  # (B, 1, h, w)
-        local = self.body(torch.cat([mean, dark, bright, wide], dim=1))  # (B, C, h, w)
+        rain = torch.cat([F.avg_pool2d(layer, VEIL_SCALE), F.max_pool2d(layer, VEIL_SCALE)], dim=1)  # (B, 2, h, w)
+        local = self.body(torch.cat([mean, dark, bright, wide, rain], dim=1))  # (B, C, h, w)
         context = local.mean(dim=(2, 3), keepdim=True).expand_as(local)
         levels = torch.tensor(QUANTILES, device=x.device, dtype=x.dtype)
         spread = torch.quantile(torch.cat([dark, bright], dim=1).flatten(2), levels, dim=2)  # (Q, B, 2)

@@ -308,7 +308,7 @@ class Trainer:
         )
         if veil_head is not None:  # the head sees the frame without its streaks, as it will see the derained one
             with self._autocast():
-                veil = veil_head(clean[:, centre])
+                veil = veil_head(clean[:, centre], rainy[:, centre])
             veil_term = veil_loss(veil, clean[:, centre], clean_centre)
             terms = terms._replace(total=terms.total + self.config.train.veil_weight * veil_term, veil=veil_term)
         self.optimizer.zero_grad(set_to_none=True)
@@ -339,11 +339,12 @@ class Trainer:
         if "veiled" not in batch:
             raise ConfigError("model.veil_head needs the veiled targets of synthetic training data (synthetic:...)")
         middle = batch["veiled"].shape[1] // 2
-        clean = batch["clean"][:, middle].to(self.device, non_blocking=True)  # (B, 3, h, w)
+        rainy = batch["rainy"][:, middle].to(self.device, non_blocking=True)  # (B, 3, h, w)
+        clean = batch["clean"][:, middle].to(self.device, non_blocking=True)
         veiled = batch["veiled"][:, middle].to(self.device, non_blocking=True)
         assert self.core.veil is not None
         # the head sees the frame without its streaks (the derained frame at inference); float32: a tiny head
-        loss = self.config.train.veil_weight * veil_loss(self.core.veil(veiled), veiled, clean)
+        loss = self.config.train.veil_weight * veil_loss(self.core.veil(veiled, rainy), veiled, clean)
         self.optimizer.zero_grad(set_to_none=True)
         self.last_lr = float(self.optimizer.param_groups[0]["lr"])
         loss.backward()
