@@ -70,6 +70,17 @@ def stills(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return paths[0], paths[1]
 
 
+QUIET_CPU = (
+    "train.progress=false",
+    "train.log_every=1",
+    "train.val_every=0",
+    "train.ckpt_every=0",
+    "train.threads=1",
+    "train.device=cpu",
+)
+"""Overrides of every short test run: on the CPU, one thread, a metrics line per step, no validation or checkpoints."""
+
+
 def _config(pairs: Path, *extra: str) -> ExperimentConfig:
     return load_experiment(
         None,
@@ -82,12 +93,7 @@ def _config(pairs: Path, *extra: str) -> ExperimentConfig:
             "train.stage1_steps=2",
             "train.stage2_steps=2",
             "train.lr=1e-3",
-            "train.progress=false",
-            "train.log_every=1",
-            "train.val_every=0",
-            "train.ckpt_every=0",
-            "train.threads=1",
-            "train.device=cpu",
+            *QUIET_CPU,
             *extra,
         ],
     )
@@ -587,12 +593,7 @@ def _veil_config(still: Path, *extra: str) -> ExperimentConfig:
             "train.stage1_steps=0",
             "train.stage2_steps=3",
             "train.gate_lr_scale=10",
-            "train.progress=false",
-            "train.log_every=1",
-            "train.val_every=0",
-            "train.ckpt_every=0",
-            "train.threads=1",
-            "train.device=cpu",
+            *QUIET_CPU,
             *extra,
         ],
     )
