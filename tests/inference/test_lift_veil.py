@@ -38,6 +38,7 @@ def test_lifted_output_is_the_kept_output_with_its_veil_inverted() -> None:
     light = torch.tensor(LIGHT).view(1, 3, 1, 1)
     torch.testing.assert_close(lifted, ((kept - HAZE * light) / (1 - HAZE)).clamp(0, 1), rtol=0, atol=1e-5)
     assert lifting.last_stats.seconds["veil"] > 0  # its time is reported as a stage of its own
+    assert "lift_veil=True" in repr(lifting) and "lift_veil" not in repr(Derainer(model, device="cpu"))
     # streaming equals the per-window reference, and tiles change nothing: the veil is estimated on whole frames
     torch.testing.assert_close(lifting.derain_per_window(frames), lifted, rtol=0, atol=1e-5)
     with pytest.warns(TileSizeWarning):  # small tiles, so that this frame is cut into several

@@ -408,7 +408,7 @@ class Derainer:
             f"Derainer(variant={self.config.variant!r}, preset={self.config.preset!r}, device={str(self.device)!r}, "
             f"backend={self.backend!r}, precision={self.precision}, motion={self.motion}, tile={self.tile}, "
             f"batch={self.batch}, workers={self.workers}, max_memory={self.max_memory}, cuda_graphs={self.cuda_graphs}"
-            f"{', compile=True' if self.compile else ''})"
+            f"{', compile=True' if self.compile else ''}{', lift_veil=True' if self.veil_head is not None else ''})"
         )
 
     def setup_seconds(self) -> float:
