@@ -193,9 +193,8 @@ class Derainer:
             :meth:`setup_seconds`); with CUDA graphs the compiled calls are captured. Torch backend, ESTINet
             variants with per-frame terms, one CPU worker. Outputs equal the plain calls' to float rounding.
         lift_veil: also lift the veiling haze of the rain, estimated per frame by the model's veil head from the
-            derained and the rainy frame
-            (``model.veil_head``, :mod:`estinet.models.veil`; float32, whole frames, any backend). Weights with a veil
-            head keep the veil unless this is on; weights without one cannot take it.
+            derained and the rainy frame (``model.veil_head``, :mod:`estinet.models.veil`; float32, whole frames, any
+            backend). Weights with a veil head keep the veil unless this is on; weights without one cannot take it.
 
     Raises:
         WeightsError: weights that cannot be loaded (missing, corrupt, another architecture).

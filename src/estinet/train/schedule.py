@@ -132,11 +132,11 @@ def stage_optimizer(
         for name, p in model.named_parameters():
             p.requires_grad_(name.startswith("veil."))
     named = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
-    gate = [p for name, p in named if name.startswith(ADDED_HEADS)]
-    if gate and train.gate_lr_scale != 1.0 and not train.veil_only:
+    added = [p for name, p in named if name.startswith(ADDED_HEADS)]
+    if added and train.gate_lr_scale != 1.0 and not train.veil_only:
         # a rain gate or veil head added to trained weights starts from scratch: it gets its own, larger rate
         rest = [p for name, p in named if not name.startswith(ADDED_HEADS)]
-        groups = [{"params": rest, "lr_scale": 1.0}, {"params": gate, "lr_scale": train.gate_lr_scale}]
+        groups = [{"params": rest, "lr_scale": 1.0}, {"params": added, "lr_scale": train.gate_lr_scale}]
     else:
         groups = [{"params": [p for _, p in named], "lr_scale": 1.0}]
     optimizer = torch.optim.Adam(groups, lr=train.lr)

@@ -267,15 +267,15 @@ class Trainer:
         Returns:
             The (detached) loss terms of this process's batch.
         """
+        veil_head = getattr(self.core, "veil", None)
+        if veil_head is not None and "veiled" not in batch:
+            raise ConfigError("model.veil_head needs the veiled targets of synthetic training data (synthetic:...)")
         if self.config.train.veil_only:
             return self._veil_step(batch)
         rainy = batch["rainy"].to(self.device, non_blocking=True)  # (B, T, 3, h, w)
         clean = batch["clean"].to(self.device, non_blocking=True)  # (B, T, 3, h, w)
-        veil_head = getattr(self.core, "veil", None)
         centre = self.config.model.centre
         if veil_head is not None:  # the derainer keeps the veil: its target is the clean clip under the veil
-            if "veiled" not in batch:
-                raise ConfigError("model.veil_head needs the veiled targets of synthetic training data (synthetic:...)")
             clean_centre = clean[:, centre]
             clean = batch["veiled"].to(self.device, non_blocking=True)  # (B, T, 3, h, w)
         rain_mask = None  # (B, 1, h, w) of the centre frame, when the data knows where the rain is
@@ -311,22 +311,7 @@ class Trainer:
                 veil = veil_head(clean[:, centre], rainy[:, centre])
             veil_term = veil_loss(veil, clean[:, centre], clean_centre)
             terms = terms._replace(total=terms.total + self.config.train.veil_weight * veil_term, veil=veil_term)
-        self.optimizer.zero_grad(set_to_none=True)
-        self.last_lr = float(self.optimizer.param_groups[0]["lr"])
-        clip = self.config.train.grad_clip
-        if self.scaler is not None:
-            self.scaler.scale(terms.total).backward()
-            if clip > 0:
-                self.scaler.unscale_(self.optimizer)
-                nn.utils.clip_grad_norm_(self.optimizer.param_groups[0]["params"], clip)
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-        else:
-            terms.total.backward()
-            if clip > 0:
-                nn.utils.clip_grad_norm_(self.optimizer.param_groups[0]["params"], clip)
-            self.optimizer.step()
-        self.scheduler.step()
+        self._optimise(terms.total)
         return LossTerms(
             terms.total.detach(),
             terms.sti.detach(),
@@ -334,10 +319,27 @@ class Trainer:
             terms.veil.detach() if terms.veil is not None else None,
         )
 
+    def _optimise(self, loss: Tensor) -> None:
+        """Backward pass of ``loss``, gradient clipping (``train.grad_clip``), optimizer and schedule step."""
+        self.optimizer.zero_grad(set_to_none=True)
+        self.last_lr = float(self.optimizer.param_groups[0]["lr"])
+        clip = self.config.train.grad_clip
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+            if clip > 0:
+                self.scaler.unscale_(self.optimizer)
+                nn.utils.clip_grad_norm_(self.optimizer.param_groups[0]["params"], clip)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            loss.backward()
+            if clip > 0:
+                nn.utils.clip_grad_norm_(self.optimizer.param_groups[0]["params"], clip)
+            self.optimizer.step()
+        self.scheduler.step()
+
     def _veil_step(self, batch: dict[str, Tensor]) -> LossTerms:
         """One step of ``train.veil_only``: the veil head's loss on the (one-frame) clips, the derainer not run."""
-        if "veiled" not in batch:
-            raise ConfigError("model.veil_head needs the veiled targets of synthetic training data (synthetic:...)")
         middle = batch["veiled"].shape[1] // 2
         rainy = batch["rainy"][:, middle].to(self.device, non_blocking=True)  # (B, 3, h, w)
         clean = batch["clean"][:, middle].to(self.device, non_blocking=True)
@@ -345,13 +347,7 @@ class Trainer:
         assert self.core.veil is not None
         # the head sees the frame without its streaks (the derained frame at inference); float32: a tiny head
         loss = self.config.train.veil_weight * veil_loss(self.core.veil(veiled, rainy), veiled, clean)
-        self.optimizer.zero_grad(set_to_none=True)
-        self.last_lr = float(self.optimizer.param_groups[0]["lr"])
-        loss.backward()
-        if self.config.train.grad_clip > 0:
-            nn.utils.clip_grad_norm_(self.optimizer.param_groups[0]["params"], self.config.train.grad_clip)
-        self.optimizer.step()
-        self.scheduler.step()
+        self._optimise(loss)
         loss = loss.detach()
         return LossTerms(loss, torch.zeros_like(loss), None, loss)
 
