@@ -21,9 +21,9 @@ import torch.nn.functional as F
 
 from ablation import ROWS
 from estinet.benchmark import cpu_name
-from estinet.evaluate import Predictor, input_predictor, median_predictor, model_predictor, open_eval_dataset
+from estinet.evaluate import Predictor, input_predictor, median_predictor, model_predictor
 from estinet.metrics import rgb_to_y
-from heldout import BENCHMARKS, CLIPS, CROP, FRAMES, SEED
+from heldout import column_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 SIGMA = 2.0
@@ -50,10 +50,7 @@ def _psnr(mse: float) -> float:
 
 def bands(predictor: Predictor, bench: str) -> tuple[float, float, float]:
     """(PSNR-Y, low-band PSNR-Y, high-band PSNR-Y) over all frames of one held-out benchmark (pooled MSE)."""
-    spec = BENCHMARKS[bench]
-    dataset = open_eval_dataset(
-        f"synthetic:{spec['rain']}", clips=CLIPS, clip_frames=FRAMES, crop=CROP, seed=SEED, camera=spec["camera"]
-    )
+    dataset = column_dataset(bench)
     total = low = high = 0.0
     count = 0
     for i in range(len(dataset)):

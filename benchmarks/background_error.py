@@ -30,11 +30,11 @@ from scipy.ndimage import distance_transform_edt, gaussian_filter
 
 from command import derainer_for
 from estinet.data.windows import window_indices
-from estinet.evaluate import eval_sequences, input_predictor, open_eval_dataset
+from estinet.evaluate import eval_sequences, input_predictor
 from estinet.inference import Derainer
 from estinet.metrics import rgb_to_y
 from estinet.runtime import frames_to_uint8
-from heldout import BENCHMARKS, CLIPS, CROP, FRAMES, SEED
+from heldout import BENCHMARKS, column_dataset
 
 COLUMNS = {**BENCHMARKS, "still-light": {"rain": "light", "camera": "static"}}
 
@@ -64,9 +64,7 @@ def analyse(predict: Predictor, column: str) -> dict[str, object]:
     spec = COLUMNS[column]
     if spec.get("frames") == "one" or spec.get("compression"):
         raise SystemExit(f"column {column!r}: use a video column without compression (e.g. light, heavy, pan)")
-    data = open_eval_dataset(
-        f"synthetic:{spec['rain']}", clips=CLIPS, clip_frames=FRAMES, crop=CROP, seed=SEED, camera=spec["camera"]
-    )
+    data = column_dataset(column, COLUMNS)
     bands = len(BANDS) - 1
     se, total, count = np.zeros(bands), np.zeros(bands), np.zeros(bands)
     low = high = blur = 0.0

@@ -9,7 +9,9 @@ clips and rain with the camera still, the reference that isolates what camera mo
 camera); ``still`` is the ``static`` clips with every frame derained alone, as a one-frame video (a photograph, or a
 frame whose neighbours cannot be aligned): what a model removes from a single frame; ``still-downpour`` the same with
 the ``downpour`` preset, the closest to the real heavy rain of ``../shared/data/real-rain/heavy-still.jpg``, and
-``still-downpour-compressed`` those frames through a lossy codec first, as every real frame has been.
+``still-downpour-compressed`` those frames through a lossy codec first, as every real frame has been; the
+``-noveil`` columns are the veiled presets' streaks rendered without their veil (haze 0), where the clean frame is
+the target of keeping and of lifting a veil alike.
 """
 
 from __future__ import annotations
@@ -38,6 +40,13 @@ BENCHMARKS: dict[str, dict[str, Any]] = {
     # through a lossy codec as every real frame is (JPEG or H.264 at a seeded random quality, input and target alike)
     "still-downpour": {"rain": "downpour", "camera": "static", "frames": "one"},
     "still-downpour-compressed": {"rain": "downpour", "camera": "static", "frames": "one", "compression": 1.0},
+    # the veiled presets' streaks without their veil (haze 0): rendered rain as on the hidden real-video benchmark of
+    # issue 10, where 71 % of the pixels of the rainy input equal the ground truth within 2 levels (no veil)
+    "heavy-noveil": {"rain": "heavy", "camera": "mixed", "veil": 0.0},
+    "pan-noveil": {"rain": "light,heavy,ntu", "camera": "pan", "veil": 0.0},
+    "realistic-heavy-noveil": {"rain": "realistic-heavy", "camera": "mixed", "veil": 0.0},
+    "downpour-noveil": {"rain": "downpour", "camera": "mixed", "veil": 0.0},
+    "storm-noveil": {"rain": "storm", "camera": "mixed", "veil": 0.0},
 }
 MOVING = ("pan", "handheld")
 CLIPS, FRAMES, CROP, SEED = 12, 9, 224, 2021
@@ -54,12 +63,10 @@ def one_at_a_time(predictor: Predictor) -> Predictor:
     return predict
 
 
-def score(predictor: Predictor, bench: str, name: str) -> dict[str, Any]:
-    """Evaluate a predictor on one held-out benchmark; the report as a dict (``EvalReport.to_dict``)."""
-    spec = BENCHMARKS[bench]
-    if spec.get("frames") == "one":
-        predictor = one_at_a_time(predictor)
-    dataset = open_eval_dataset(
+def column_dataset(bench: str, columns: dict[str, dict[str, Any]] | None = None) -> Any:
+    """The clips of one held-out column (``BENCHMARKS``, or ``columns`` with the same keys), ready for ``evaluate``."""
+    spec = (columns or BENCHMARKS)[bench]
+    return open_eval_dataset(
         f"synthetic:{spec['rain']}",
         clips=CLIPS,
         clip_frames=FRAMES,
@@ -67,7 +74,15 @@ def score(predictor: Predictor, bench: str, name: str) -> dict[str, Any]:
         seed=SEED,
         camera=spec["camera"],
         compression=spec.get("compression", 0.0),
+        veil=spec.get("veil", 1.0),
     )
+
+
+def score(predictor: Predictor, bench: str, name: str) -> dict[str, Any]:
+    """Evaluate a predictor on one held-out benchmark; the report as a dict (``EvalReport.to_dict``)."""
+    if BENCHMARKS[bench].get("frames") == "one":
+        predictor = one_at_a_time(predictor)
+    dataset = column_dataset(bench)
     return evaluate(predictor, dataset, progress=False, method=name, dataset_name=f"heldout-{bench}").to_dict()
 
 

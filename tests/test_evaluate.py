@@ -569,3 +569,16 @@ def test_open_eval_dataset_compression_is_seeded_and_applied_to_both_sides(tmp_p
         assert torch.equal(first[key], again[key])  # the codec and its quality are drawn from the seed
         assert not torch.equal(first[key], exact[key])  # both sides went through the codec
         assert (first[key] - exact[key]).abs().mean() < 0.05  # a lossy copy, not another clip
+
+
+def test_open_eval_dataset_veil_zero_renders_streaks_without_their_haze(tmp_path: Path) -> None:
+    frames = textured_clip(6, 40, 48, seed=5, shift=1.0)[0].permute(0, 2, 3, 1).numpy()
+    for t, f in enumerate(frames):
+        _save(tmp_path / "clip" / f"{t}.png", np.clip(np.rint(f * 255), 0, 255).astype(np.uint8))
+    opts = {"synthetic_sources": [tmp_path / "clip"], "clips": 1, "clip_frames": 3, "crop": 32, "seed": 3}
+    for veil, veiled in ((1.0, True), (0.0, False)):
+        sample = ev.open_eval_dataset("synthetic:heavy", veil=veil, **opts)[0]  # `heavy` has a uniform haze of 0.12
+        free = (sample["rain_alpha"] == 0)[:, None].expand_as(sample["rainy"])  # (T, 3, h, w) rain-free pixels
+        assert free.float().mean() > 0.2
+        gap = (sample["rainy"] - sample["clean"]).abs()[free].max().item()
+        assert (gap > 0.02) == veiled  # the haze lifts every rain-free pixel; without it they stay exact

@@ -878,6 +878,7 @@ def open_eval_dataset(
     seed: int = 0,
     camera: str | CameraMotion = "mixed",
     compression: float = 0.0,
+    veil: float = 1.0,
 ) -> Any:
     """Open a ``KIND:PATH`` dataset for evaluation (full frames, no augmentation).
 
@@ -898,6 +899,8 @@ def open_eval_dataset(
             :class:`~estinet.data.camera.CameraMotion`.
         compression: Share of the synthetic clips passed through a lossy codec (JPEG or H.264 at a seeded random
             quality, the rainy and the clean clip alike, as in training: ``SyntheticRain(compression=...)``).
+        veil: Share of the synthetic clips that keep their rain preset's veiling haze; the others are rendered with
+            ``haze=0`` (streaks without a veil, ``SyntheticRain(veil=...)``). 1 keeps every veil.
 
     Returns:
         The dataset, ready for :func:`evaluate`.
@@ -932,6 +935,7 @@ def open_eval_dataset(
         flip=False,
         camera=camera,
         compression=compression,
+        veil=veil,
     )
 
 
