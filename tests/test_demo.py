@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ from estinet.checkpoint import save_weights
 from estinet.config import preset_config
 from estinet.data.video_io import open_frames
 from estinet.demo import run_demo
+from estinet.errors import EstinetError
 from estinet.models import build_model
 
 
@@ -35,3 +37,26 @@ def test_demo_writes_outputs_and_scores(tmp_path: Path, capsys: pytest.CaptureFi
     with pytest.raises(FileExistsError, match="--overwrite"):
         run_demo(out, weights=str(weights), frames=6, device="cpu")
     run_demo(out, weights=str(weights), frames=6, device="cpu", overwrite=True)
+
+
+def test_demo_lifts_the_veil_of_a_veiled_preset_with_a_veil_head(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("skimage")
+    torch.manual_seed(0)
+    config = dataclasses.replace(preset_config("estinet", "tiny"), veil_head=True)
+    model = build_model(config)
+    with torch.no_grad():
+        model.veil.out.bias[0] = 0.0  # a head that sees a veil of haze 0.2 everywhere
+    weights = str(save_weights(model, config, tmp_path / "w.safetensors"))
+    runs = {}
+    for name, preset, veil in (("auto", "heavy", None), ("keep", "heavy", False), ("light", "light", None)):
+        runs[name] = run_demo(tmp_path / name, weights=weights, frames=5, preset=preset, device="cpu", lift_veil=veil)
+        runs[name]["said"] = capsys.readouterr().out
+    assert "veil of haze lifted" in runs["auto"]["said"]  # `heavy` draws a veil, the clean frames have none
+    assert "veil of haze kept" in runs["keep"]["said"] and "veil of haze kept" in runs["light"]["said"]
+    assert runs["auto"]["psnr_y_after"] != runs["keep"]["psnr_y_after"]
+    plain = preset_config("estinet", "tiny")
+    no_head = str(save_weights(build_model(plain), plain, tmp_path / "plain.safetensors"))
+    with pytest.raises(EstinetError, match="no veil head"):
+        run_demo(tmp_path / "plain", weights=no_head, frames=5, device="cpu", lift_veil=True)

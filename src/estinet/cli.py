@@ -167,7 +167,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     """Render rain onto a held-out clip, derain it, print the scores and write the outputs."""
     from estinet.demo import run_demo
 
-    run_demo(args.output, args.weights, args.frames, args.preset, args.seed, args.device, args.overwrite)
+    lift = {"auto": None, "keep": False, "lift": True}[args.veil]
+    run_demo(args.output, args.weights, args.frames, args.preset, args.seed, args.device, args.overwrite, lift)
     return 0
 
 
@@ -458,6 +459,13 @@ def _add_demo(sub: Subcommands) -> None:
     p.add_argument("--seed", type=int, default=0, help="rain seed (default 0)")
     p.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
     p.add_argument("--overwrite", action="store_true", help="replace earlier demo outputs")
+    p.add_argument(
+        "--veil",
+        choices=("auto", "keep", "lift"),
+        default="auto",
+        help="the rain's veil of haze, for weights with a veil head: auto (default) lifts it when the preset draws one "
+        "(the clean frames have none), keep, or lift",
+    )
     p.set_defaults(func=cmd_demo)
 
 

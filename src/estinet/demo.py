@@ -66,6 +66,7 @@ def run_demo(
     seed: int = 0,
     device: str = "auto",
     overwrite: bool = False,
+    lift_veil: bool | None = None,
 ) -> dict[str, float]:
     """Render, derain, score and save the demo.
 
@@ -103,6 +104,10 @@ def run_demo(
     rainy = frames_to_uint8(rainy_f)
 
     derainer = Derainer(weights, device=device)
+    if lift_veil is None:
+        lift_veil = derainer.config.veil_head and params.haze > 0
+    if lift_veil:
+        derainer = Derainer(weights, device=device, lift_veil=True)
     start = time.perf_counter()
     derained = np.stack(list(derainer.derain_frames(iter(rainy))))
     seconds = time.perf_counter() - start
@@ -128,6 +133,9 @@ def run_demo(
         "fps": t / seconds,
     }
     print(f"estinet demo: {t} frames of held-out clip '{source}' ({w}x{h}) with '{preset}' rain, weights '{weights}'")
+    if derainer.config.veil_head:
+        how = "lifted (--veil keep keeps it)" if lift_veil else "kept (--veil lift lifts it)"
+        print(f"  the rain's veil of haze {how}; the clean frames have none")
     print(f"  rainy input : PSNR-Y {b['psnr_y']:.2f} dB  SSIM-Y {b['ssim_y']:.4f}")
     print(f"  derained    : PSNR-Y {a['psnr_y']:.2f} dB  SSIM-Y {a['ssim_y']:.4f}")
     print(f"  speed       : {result['fps']:.2f} frames/s on {derainer.device}")
