@@ -2,10 +2,11 @@
 
     python benchmarks/score_weights.py small            # -> docs/results/scores-small.json and a Markdown table
 
-Rows: the rainy input, the 5-frame temporal median, and the model, on every column of ``benchmarks/heldout.py``
-(first- and second-generation rain, moving and still cameras, one-frame columns), with background PSNR-Y (pixels the
-renderer left rain-free, where ghosting shows), the mean brightness bias and the streaks removed, and the ghosting
-gap (background PSNR-Y moving minus static). See ``benchmarks/heldout.py`` for the benchmark's definition.
+Rows: the rainy input, the 5-frame temporal median, and the model (with ``--lift-veil`` also the model with the veil
+lifted), on every column of ``benchmarks/heldout.py`` (first- and second-generation rain, moving and still cameras,
+one-frame columns, veil-free columns), with background PSNR-Y (pixels the renderer left rain-free, where ghosting
+shows), the mean brightness bias and the streaks removed, and the ghosting gap (background PSNR-Y moving minus
+static). See ``benchmarks/heldout.py`` for the benchmark's definition.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import torch
 
 from estinet.benchmark import cpu_name
 from estinet.evaluate import input_predictor, median_predictor, model_predictor
+from estinet.inference import Derainer
 from heldout import BENCHMARKS, describe, ghosting_gaps, score
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,6 +36,9 @@ def main() -> None:
         "--baselines",
         help="reuse the input/median rows of an earlier scores-*.json (same benchmark) instead of rescoring",
     )
+    parser.add_argument(
+        "--lift-veil", action="store_true", help="add a row with the veil lifted (weights with a veil head)"
+    )
     args = parser.parse_args()
     name = Path(args.weights).stem
     methods = {
@@ -41,6 +46,9 @@ def main() -> None:
         "temporal median (5 frames)": median_predictor,
         f"estinet {name}": model_predictor(args.weights, device=args.device),
     }
+    if args.lift_veil:
+        lifted = Derainer(args.weights, device=args.device, lift_veil=True)
+        methods[f"estinet {name}, veil lifted"] = lifted.derain_frames
     results: dict[str, dict] = {label: {} for label in methods}
     if args.baselines:  # rows of the same benchmark from an earlier run; benchmarks it lacks are scored here
         earlier = json.loads(Path(args.baselines).read_text())
@@ -56,6 +64,7 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     baselines_arg = f" --baselines {args.baselines}" if args.baselines else ""
+    baselines_arg += " --lift-veil" if args.lift_veil else ""
     (out / f"scores-{name}.json").write_text(json.dumps(results, indent=1))
     lines = [
         f"Command: `python benchmarks/score_weights.py {args.weights} --device {args.device}{baselines_arg}`; machine: "

@@ -35,3 +35,11 @@ def test_run_benchmark_every_mode(tmp_path: Path) -> None:
 def test_run_benchmark_refuses_unknown_mode() -> None:
     with pytest.raises(ValueError, match="unknown benchmark mode"):
         run_benchmark(["estinet/tiny"], sizes=((48, 64),), device="cpu", modes=("batched",))
+
+
+def test_run_benchmark_times_the_veil_lift_of_weights_with_a_veil_head() -> None:
+    opts = {"sizes": ((48, 64),), "device": "cpu", "frames": 3, "warmup": 1, "modes": ("streaming",)}
+    (result,), _ = run_benchmark(["tiny"], options={"lift_veil": True}, **opts)  # the shipped tiny has a veil head
+    assert result.fps > 0
+    with pytest.raises(RuntimeError, match="no veil head"):
+        run_benchmark(["estinet/tiny"], options={"lift_veil": True}, **opts)

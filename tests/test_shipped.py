@@ -10,9 +10,9 @@ from estinet.checkpoint import load_model
 from estinet.data.rain import RainRenderer, frames_to_float, frames_to_uint8, get_preset
 from estinet.data.sources import heldout_sources, make_clip
 
-# Share of pixels of a rain-free held-out clip that the shipped tiny returns within 1 level. Measured: 0.8875 (the
-# first-generation tiny, without a rain gate: 0.8616). The goal is every pixel; docs/models/tiny.md says how far.
-WITHIN_ONE_LEVEL_SHARE = 0.88
+# Share of pixels of a rain-free held-out clip that the shipped tiny returns within 1 level. Measured: 0.9862 (v3,
+# which keeps the veil; v2: 0.8875; the first-generation tiny, without a rain gate: 0.8616).
+WITHIN_ONE_LEVEL_SHARE = 0.98
 
 
 def _heldout_clip(frames: int = 7, size: int = 160, seed: int = 4) -> np.ndarray:
@@ -24,9 +24,9 @@ def _heldout_clip(frames: int = 7, size: int = 160, seed: int = 4) -> np.ndarray
     return clip
 
 
-def test_shipped_tiny_has_a_rain_gate() -> None:
+def test_shipped_tiny_has_a_rain_gate_and_a_veil_head() -> None:
     _, config = load_model("tiny")
-    assert config.rain_gate and config.preset == "tiny"
+    assert config.rain_gate and config.veil_head and config.preset == "tiny"
 
 
 def test_shipped_tiny_gives_a_frame_without_rain_back_within_one_level() -> None:
@@ -46,3 +46,19 @@ def test_shipped_tiny_removes_realistic_heavy_rain() -> None:
         return float(np.mean((a.astype(np.float64) - clip.astype(np.float64)) ** 2))
 
     assert mse(out) < mse(rainy) / 4  # at least 6 dB better than the rainy input
+
+
+def test_shipped_tiny_lifts_a_veil_on_request_and_keeps_it_by_default() -> None:
+    clip = _heldout_clip()
+    renderer = RainRenderer(get_preset("heavy"), clip.shape[1], clip.shape[2], seed=2)  # a uniform haze of 0.12
+    rainy = frames_to_uint8(renderer.render_clip(frames_to_float(clip))[0])
+    veiled = frames_to_uint8(renderer.veil_clip(frames_to_float(clip)))  # the clean clip under the veil alone
+
+    def mse(a: np.ndarray, b: np.ndarray) -> float:
+        return float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+
+    kept = np.stack(list(Derainer(weights="tiny", device="cpu").derain_frames(iter(rainy))))
+    lifted = np.stack(list(Derainer(weights="tiny", device="cpu", lift_veil=True).derain_frames(iter(rainy))))
+    assert mse(kept, veiled) < mse(kept, clip) / 2  # the default keeps the veil: it removes the streaks only
+    # lifted, closer to the veil-free clip; measured 0.77 of the kept error: the head lifts part of `heavy`'s veil
+    assert mse(lifted, clip) < 0.85 * mse(kept, clip)

@@ -84,7 +84,7 @@ DERAINER_OPTIONS = (
 )
 """``derain`` options that are :class:`~estinet.inference.Derainer` arguments of the same name."""
 
-BENCH_OPTIONS = ("half", "batch", "workers", "max_memory", "cuda_graphs", "compile")
+BENCH_OPTIONS = ("half", "batch", "workers", "max_memory", "cuda_graphs", "compile", "lift_veil")
 """``bench`` options passed to :class:`~estinet.inference.Derainer` (when given)."""
 
 VIDEO_OPTIONS = ("compare", "overwrite", "lossless", "crf", "x264_preset", "keep_partial_input")
@@ -496,6 +496,12 @@ def _add_bench(sub: Subcommands) -> None:
         choices=("torch", "onnxruntime"),
         default=["torch"],
         help="backends to time side by side (default torch; onnxruntime runs on the CPU, per-window is torch's only)",
+    )
+    p.add_argument(
+        "--lift-veil",
+        action="store_true",
+        default=None,
+        help="also lift the veil (weights with a veil head), as estinet derain --lift-veil",
     )
     p.add_argument("--json", help="also write the results as JSON here")
     p.set_defaults(func=cmd_bench)
