@@ -879,6 +879,7 @@ def open_eval_dataset(
     camera: str | CameraMotion = "mixed",
     compression: float = 0.0,
     veil: float = 1.0,
+    scene_motion: float | Any = 0.0,
 ) -> Any:
     """Open a ``KIND:PATH`` dataset for evaluation (full frames, no augmentation).
 
@@ -901,6 +902,8 @@ def open_eval_dataset(
             quality, the rainy and the clean clip alike, as in training: ``SyntheticRain(compression=...)``).
         veil: Share of the synthetic clips that keep their rain preset's veiling haze; the others are rendered with
             ``haze=0`` (streaks without a veil, ``SyntheticRain(veil=...)``). 1 keeps every veil.
+        scene_motion: Parallax layers and moving objects for the synthetic clips made from stills and static-camera
+            videos: a share, or a :class:`~estinet.data.parallax.SceneMotion` (``SyntheticRain(scene_motion=...)``).
 
     Returns:
         The dataset, ready for :func:`evaluate`.
@@ -936,6 +939,7 @@ def open_eval_dataset(
         camera=camera,
         compression=compression,
         veil=veil,
+        scene_motion=scene_motion,
     )
 
 

@@ -24,6 +24,7 @@ from estinet.data.datasets import (
     SyntheticRain,
     open_dataset,
 )
+from estinet.data.parallax import SceneMotion
 from estinet.data.sources import clean_sources
 from estinet.data.video_io import write_video
 from tests.helpers import textured_clip
@@ -461,6 +462,14 @@ def test_synthetic_rain_random_preset_and_scene_motion(clean_dir: Path) -> None:
     assert any(not torch.equal(a[i]["clean"], c[i]["clean"]) for i in range(4))  # scene motion changes the clip
     with pytest.raises(DatasetError, match="scene_motion is a probability"):
         SyntheticRain(srcs, scene_motion=-0.1)
+    # a SceneMotion says which motion: two parallax layers, no objects, a near layer twice as fast
+    layers = SceneMotion(fraction=1.0, parallax=1.0, layers=(2, 2), near_gain=(2.0, 2.0), objects=0.0)
+    opts = {"preset": "light", "seed": 5, "num_frames": 3, "crop": 32, "length": 2, "camera": "pan"}
+    d, e = SyntheticRain(srcs, scene_motion=layers, **opts), SyntheticRain(srcs, scene_motion=layers, **opts)
+    flat = SyntheticRain(srcs, **opts)
+    for i in range(2):
+        torch.testing.assert_close(d[i]["clean"], e[i]["clean"], rtol=0, atol=0)
+        assert not torch.equal(d[i]["clean"], flat[i]["clean"])
 
 
 def test_synthetic_rain_mask_is_decided_before_compression(clean_dir: Path) -> None:

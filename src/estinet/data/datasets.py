@@ -68,6 +68,7 @@ from torch.utils.data import Dataset
 
 from estinet.data.camera import CameraMotion, get_camera_preset
 from estinet.data.compress import compress_clip, random_compression
+from estinet.data.parallax import SceneMotion
 from estinet.data.rain import (
     RANDOM_PRESET,
     RainParams,
@@ -806,7 +807,8 @@ class SyntheticRain(Dataset):
             target is the clean clip compressed the same way; ``docs/data.md`` says why). 0 (default) keeps the
             exact frames; samples are then identical to those without the option.
         scene_motion: Share of the stills and static-camera clips that also get parallax layers and moving objects
-            (:func:`estinet.data.sources.make_clip`); 0 (default) keeps the samples as they were.
+            (:func:`estinet.data.sources.make_clip`), or a :class:`~estinet.data.parallax.SceneMotion` that says
+            which and how much; 0 (default) keeps the samples as they were.
         still: Share of the samples whose every frame is the centre frame, rain included (a photograph derained as a
             one-frame video, or neighbours that cannot be aligned): the model has to find the rain in one frame. 0
             (default) keeps the samples as they were.
@@ -833,17 +835,18 @@ class SyntheticRain(Dataset):
         train: bool = True,
         flip: bool = True,
         compression: float = 0.0,
-        scene_motion: float = 0.0,
+        scene_motion: float | SceneMotion = 0.0,
         still: float = 0.0,
         veil: float = 1.0,
         veiled: bool = False,
     ) -> None:
-        checked = (("compression", compression), ("scene_motion", scene_motion), ("still", still), ("veil", veil))
+        share = scene_motion.fraction if isinstance(scene_motion, SceneMotion) else scene_motion
+        checked = (("compression", compression), ("scene_motion", share), ("still", still), ("veil", veil))
         for name, value in checked:
             if not 0.0 <= float(value) <= 1.0:
                 raise DatasetError(f"{name} is a probability in [0, 1], got {value!r}")
         self.compression = float(compression)
-        self.scene_motion = float(scene_motion)
+        self.scene_motion = scene_motion if isinstance(scene_motion, SceneMotion) else float(scene_motion)
         self.still = float(still)
         self.veil = float(veil)
         self.veiled = bool(veiled)
