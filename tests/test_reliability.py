@@ -425,9 +425,10 @@ def test_readme_commands_parse_and_the_fast_ones_run(
     for t, frame in enumerate(_clip(3)):
         Image.fromarray(frame).save(tmp_path / "frames" / f"{t:04d}.png")
     fast = [words for words in commands if words[0] == "derain" and words[1] in ("rainy.mp4", "frames/")]
-    assert len(fast) == 2
+    assert len(fast) == 3
     for words in fast:
         assert main([*words, "--quiet"]) == 0, words
     assert len(read_all(tmp_path / "clean.mp4")) == 3 and len(read_all(tmp_path / "out")) == 3
+    assert len(read_all(tmp_path / "clear.mp4")) == 3  # --lift-veil
     assert (tmp_path / "out_compare.mp4").is_file()
     capsys.readouterr()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -353,7 +354,9 @@ def test_checkpoint_refusal(tmp_path: Path, pairs: Path) -> None:
 
 
 def test_init_from_loads_weights_of_the_same_architecture_only(tmp_path: Path, pairs: Path) -> None:
-    tiny = ("model.variant=estinet", "model.preset=tiny", "model.rain_gate=true")  # the shipped tiny has a rain gate
+    # the shipped tiny has a rain gate and a veil head, carried along unchanged on paired data (no veil to learn from)
+    tiny = ("model.variant=estinet", "model.preset=tiny", "model.rain_gate=true", "model.veil_head=true")
+    tiny = (*tiny, "train.veil_weight=0")
     trainer = Trainer(_config(pairs, *tiny, "train.init_from=tiny"), out_dir=tmp_path / "ft")
     shipped, _ = load_model("tiny")
     assert _same_tensors(trainer.core.state_dict(), shipped.state_dict())
@@ -633,6 +636,24 @@ def test_veil_head_is_added_to_trained_weights_and_learns_from_the_veiled_target
     folders = _config(pairs, "model.variant=estinet", "model.preset=tiny", "model.veil_head=true")
     with pytest.raises(ConfigError, match=r"model\.veil_head trains on rain whose veil is known"):
         Trainer(folders, out_dir=tmp_path / "f")
+
+
+def test_a_veil_head_is_carried_along_unchanged_on_paired_data(tmp_path: Path, pairs: Path) -> None:
+    torch.manual_seed(9)
+    config = preset_config("estinet", "tiny")
+    veiled = dataclasses.replace(config, veil_head=True)
+    start = save_weights(build_model(veiled), veiled, tmp_path / "start.safetensors")
+    opts = ("model.variant=estinet", "model.preset=tiny", "model.veil_head=true", f"train.init_from={start}")
+    run = train(
+        _config(pairs, *opts, "train.veil_weight=0", "train.stage1_steps=0", "train.stage2_steps=2"),
+        out_dir=tmp_path / "run",
+    )
+    loaded, _ = load_model(run / "model.safetensors")
+    before, _ = load_model(start)
+    after, first = loaded.state_dict(), before.state_dict()
+    head = [k for k in first if k.startswith("veil.")]
+    assert head and all(torch.equal(after[k], first[k]) for k in head)  # the head as it was
+    assert not all(torch.equal(after[k], first[k]) for k in first if k not in head)  # the derainer learned the pairs
 
 
 def test_veil_only_trains_the_head_alone_on_one_frame_clips(tmp_path: Path, stills: tuple[Path, Path]) -> None:

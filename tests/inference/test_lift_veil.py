@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from estinet.checkpoint import save_weights
 from estinet.config import ModelConfig
 from estinet.errors import DerainError
 from estinet.inference import Derainer
@@ -59,8 +60,10 @@ def test_a_trained_head_estimates_the_veil_frame_by_frame() -> None:
 
 
 def test_lift_veil_needs_weights_with_a_veil_head(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    plain = ModelConfig(preset="tiny")
+    weights = save_weights(build_model(plain), plain, tmp_path / "plain.safetensors")  # no veil head
     with pytest.raises(DerainError, match="no veil head"):
-        Derainer("tiny", device="cpu", lift_veil=True)
+        Derainer(str(weights), device="cpu", lift_veil=True)
     with pytest.raises(DerainError, match="create it with lift_veil=True"):
         Derainer(_veiled_model(), device="cpu").lift(torch.rand(1, 3, 16, 16), torch.rand(1, 3, 16, 16))
     from estinet.cli import main
@@ -68,7 +71,8 @@ def test_lift_veil_needs_weights_with_a_veil_head(tmp_path: Path, capsys: pytest
     frames = tmp_path / "frames"
     frames.mkdir()
     out = tmp_path / "out.mp4"
-    assert main(["derain", str(frames), "-o", str(out), "--lift-veil", "--device", "cpu"]) == 2
+    args = ["derain", str(frames), "-o", str(out), "--weights", str(weights), "--lift-veil", "--device", "cpu"]
+    assert main(args) == 2
     err = capsys.readouterr().err
     assert err.startswith("estinet: error:") and "drop --lift-veil" in err
     assert len(err.strip().splitlines()) == 1 and not out.exists()

@@ -55,9 +55,11 @@ def build_train_dataset(config: ExperimentConfig) -> Dataset:
             veil=d.veil,
             veiled=config.model.veil_head,
         )
-    if config.model.veil_head:
+    if config.model.veil_head and (config.train.veil_weight > 0 or config.train.veil_only):
         raise ConfigError(
-            f"model.veil_head trains on rain whose veil is known: use synthetic:PRESETS training data, not {d.train!r}"
+            f"model.veil_head trains on rain whose veil is known: use synthetic:PRESETS training data, not "
+            f"{d.train!r}, or set train.veil_weight=0 to carry the veil head along unchanged while the derainer learns "
+            "the pairs"
         )
     if d.clean is not None:
         raise ConfigError(f"data.clean is only used by synthetic: training data, not {d.train!r}; remove it")

@@ -269,7 +269,12 @@ class Trainer:
         """
         veil_head = getattr(self.core, "veil", None)
         if veil_head is not None and "veiled" not in batch:
-            raise ConfigError("model.veil_head needs the veiled targets of synthetic training data (synthetic:...)")
+            if self.config.train.veil_weight > 0 or self.config.train.veil_only:
+                raise ConfigError(
+                    "model.veil_head needs the veiled targets of synthetic training data (synthetic:...), or "
+                    "train.veil_weight=0 to carry the head along unchanged"
+                )
+            veil_head = None  # paired data: the derainer learns the pairs' clean frames, the head stays as it was
         if self.config.train.veil_only:
             return self._veil_step(batch)
         rainy = batch["rainy"].to(self.device, non_blocking=True)  # (B, T, 3, h, w)
