@@ -85,6 +85,7 @@ from estinet.runtime import parse_dataset_spec, write_text_atomic
 
 if TYPE_CHECKING:
     from estinet.data.camera import CameraMotion
+    from estinet.data.parallax import SceneMotion
 
 __all__ = [
     "CSV_COLUMNS",
@@ -879,7 +880,7 @@ def open_eval_dataset(
     camera: str | CameraMotion = "mixed",
     compression: float = 0.0,
     veil: float = 1.0,
-    scene_motion: float | Any = 0.0,
+    scene_motion: float | SceneMotion = 0.0,
 ) -> Any:
     """Open a ``KIND:PATH`` dataset for evaluation (full frames, no augmentation).
 
