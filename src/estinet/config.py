@@ -570,6 +570,12 @@ class TrainConfig:
             if not isinstance(getattr(self, name), bool):
                 raise _section_error("train", name, getattr(self, name), "true or false")
 
+    @property
+    def trains_veil(self) -> bool:
+        """Whether the veil head learns in this run (``veil_only``, or a loss weight above 0); with
+        ``veil_weight=0`` a veil head is carried along unchanged, on any training data."""
+        return self.veil_only or self.veil_weight > 0
+
 
 @dataclass(frozen=True)
 class ExperimentConfig:

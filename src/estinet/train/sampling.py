@@ -55,7 +55,7 @@ def build_train_dataset(config: ExperimentConfig) -> Dataset:
             veil=d.veil,
             veiled=config.model.veil_head,
         )
-    if config.model.veil_head and (config.train.veil_weight > 0 or config.train.veil_only):
+    if config.model.veil_head and config.train.trains_veil:
         raise ConfigError(
             f"model.veil_head trains on rain whose veil is known: use synthetic:PRESETS training data, not "
             f"{d.train!r}, or set train.veil_weight=0 to carry the veil head along unchanged while the derainer learns "

@@ -269,7 +269,7 @@ class Trainer:
         """
         veil_head = getattr(self.core, "veil", None)
         if veil_head is not None and "veiled" not in batch:
-            if self.config.train.veil_weight > 0 or self.config.train.veil_only:
+            if self.config.train.trains_veil:
                 raise ConfigError(
                     "model.veil_head needs the veiled targets of synthetic training data (synthetic:...), or "
                     "train.veil_weight=0 to carry the head along unchanged"
