@@ -20,7 +20,6 @@ import torch
 
 from estinet.benchmark import cpu_name
 from estinet.evaluate import input_predictor, median_predictor, model_predictor
-from estinet.inference import Derainer
 from heldout import BENCHMARKS, describe, ghosting_gaps, score
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,8 +46,7 @@ def main() -> None:
         f"estinet {name}": model_predictor(args.weights, device=args.device),
     }
     if args.lift_veil:
-        lifted = Derainer(args.weights, device=args.device, lift_veil=True)
-        methods[f"estinet {name}, veil lifted"] = lifted.derain_frames
+        methods[f"estinet {name}, veil lifted"] = model_predictor(args.weights, device=args.device, lift_veil=True)
     results: dict[str, dict] = {label: {} for label in methods}
     if args.baselines:  # rows of the same benchmark from an earlier run; benchmarks it lacks are scored here
         earlier = json.loads(Path(args.baselines).read_text())

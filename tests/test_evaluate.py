@@ -460,6 +460,8 @@ def test_model_method_builds_the_derainer_lazily(
     report = _report_json(tmp_path, f"folders:{root}", weights="w.safetensors", variant="estinet", device="cpu")
     assert created == [("w.safetensors", {"device": "cpu", "variant": "estinet"})]
     assert report["method"] == "model" and report["brightness_bias"] < -20  # halving darkens the frames
+    ev.model_predictor("w.safetensors", device="cpu", lift_veil=True)
+    assert created[-1] == ("w.safetensors", {"device": "cpu", "lift_veil": True})
 
 
 def test_method_and_weights_errors(pairs: tuple[Path, Any, Any]) -> None:

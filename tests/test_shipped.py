@@ -24,6 +24,10 @@ def _heldout_clip(frames: int = 7, size: int = 160, seed: int = 4) -> np.ndarray
     return clip
 
 
+def _mse(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+
+
 def test_shipped_tiny_has_a_rain_gate_and_a_veil_head() -> None:
     _, config = load_model("tiny")
     assert config.rain_gate and config.veil_head and config.preset == "tiny"
@@ -41,11 +45,7 @@ def test_shipped_tiny_removes_realistic_heavy_rain() -> None:
     renderer = RainRenderer(get_preset("realistic-heavy"), clip.shape[1], clip.shape[2], seed=2)
     rainy = frames_to_uint8(renderer.render_clip(frames_to_float(clip))[0])
     out = np.stack(list(Derainer(weights="tiny", device="cpu").derain_frames(iter(rainy))))
-
-    def mse(a: np.ndarray) -> float:
-        return float(np.mean((a.astype(np.float64) - clip.astype(np.float64)) ** 2))
-
-    assert mse(out) < mse(rainy) / 4  # at least 6 dB better than the rainy input
+    assert _mse(out, clip) < _mse(rainy, clip) / 4  # at least 6 dB better than the rainy input
 
 
 def test_shipped_tiny_lifts_a_veil_on_request_and_keeps_it_by_default() -> None:
@@ -54,13 +54,10 @@ def test_shipped_tiny_lifts_a_veil_on_request_and_keeps_it_by_default() -> None:
     rainy = frames_to_uint8(renderer.render_clip(frames_to_float(clip))[0])
     veiled = frames_to_uint8(renderer.veil_clip(frames_to_float(clip)))  # the clean clip under the veil alone
 
-    def mse(a: np.ndarray, b: np.ndarray) -> float:
-        return float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-
     kept = np.stack(list(Derainer(weights="tiny", device="cpu").derain_frames(iter(rainy))))
     lifted = np.stack(list(Derainer(weights="tiny", device="cpu", lift_veil=True).derain_frames(iter(rainy))))
     # the default keeps the veil: its output is nearer the veiled clip than the clean one (measured 0.63 of it; v2,
     # which lifts some veil wherever it sees rain: 2.79)
-    assert mse(kept, veiled) < 0.8 * mse(kept, clip)
+    assert _mse(kept, veiled) < 0.8 * _mse(kept, clip)
     # lifted, closer to the veil-free clip; measured 0.79 of the kept error: the head lifts part of `heavy`'s veil
-    assert mse(lifted, clip) < 0.85 * mse(kept, clip)
+    assert _mse(lifted, clip) < 0.85 * _mse(kept, clip)

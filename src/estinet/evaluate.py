@@ -211,7 +211,9 @@ def _check_frame(frame: object, what: str, reference: np.ndarray | None) -> None
         raise EvalError(f"{what} has shape {frame.shape} but the frames before it have {reference.shape}")
 
 
-def model_predictor(weights: str | Path, variant: str | None = None, device: str = "auto") -> Predictor:
+def model_predictor(
+    weights: str | Path, variant: str | None = None, device: str = "auto", lift_veil: bool = False
+) -> Predictor:
     """The ``model`` method: a :class:`estinet.inference.Derainer` built from weights (imported lazily).
 
     Args:
@@ -219,6 +221,7 @@ def model_predictor(weights: str | Path, variant: str | None = None, device: str
             authors' release (see :func:`estinet.checkpoint.load_model`).
         variant: Architecture variant override, passed to the Derainer (None: the one stored with the weights).
         device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ...
+        lift_veil: also lift the veil (weights with a veil head; ``Derainer(lift_veil=True)``).
 
     Returns:
         ``derainer.derain_frames``, a predictor.
@@ -226,6 +229,8 @@ def model_predictor(weights: str | Path, variant: str | None = None, device: str
     from estinet.inference import Derainer
 
     kwargs: dict[str, Any] = {"device": device}
+    if lift_veil:
+        kwargs["lift_veil"] = True
     if variant is not None:
         kwargs["variant"] = variant
     derainer = Derainer(weights, **kwargs)
