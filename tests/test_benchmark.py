@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from estinet.benchmark import MODES, format_results, run_benchmark, write_bench_clip
+from estinet.benchmark import MODES, BenchmarkError, format_results, run_benchmark, write_bench_clip
 from estinet.data.video_io import read_all
 
 
@@ -41,5 +41,5 @@ def test_run_benchmark_times_the_veil_lift_of_weights_with_a_veil_head() -> None
     opts = {"sizes": ((48, 64),), "device": "cpu", "frames": 3, "warmup": 1, "modes": ("streaming",)}
     (result,), _ = run_benchmark(["tiny"], options={"lift_veil": True}, **opts)  # the shipped tiny has a veil head
     assert result.fps > 0
-    with pytest.raises(RuntimeError, match="no veil head"):
+    with pytest.raises(BenchmarkError, match="no veil head"):
         run_benchmark(["estinet/tiny"], options={"lift_veil": True}, **opts)

@@ -42,7 +42,7 @@ MODES: tuple[str, ...] = ("streaming", "per-window", "end-to-end")
 
 
 class BenchmarkError(EstinetError, ValueError):
-    """Benchmark options that cannot be measured (an unknown mode, no models)."""
+    """Benchmark options that cannot be measured (an unknown mode, no models, a veil to lift without a veil head)."""
 
 
 @dataclass(frozen=True)
@@ -282,6 +282,11 @@ def run_benchmark(
         clips: dict[tuple[int, int], str] = {}
         for spec in models:
             _, config = _load(spec, torch.device("cpu"))
+            if (options or {}).get("lift_veil") and not config.veil_head:
+                raise BenchmarkError(
+                    f"{spec} has no veil head (model.veil_head), so it cannot lift the veil; drop --lift-veil "
+                    "(lift_veil) or benchmark weights trained with one"
+                )
             for h, w in sizes:
                 cost = measure_complexity(config, h, w)
                 for mode in modes:
